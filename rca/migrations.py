@@ -1,0 +1,133 @@
+"""Named schema migrations for analysis_cache.db, each recorded once it has run.
+
+As in simonw/llm: a migration is a function with a name; `_rca_migrations` records
+which have run, so an existing cache (made by the harness, edited by hand, or by an
+older rca) is brought up to date in place. A migration only adds: it never changes or
+drops a row or column the user already has. Each runs in its own transaction with its
+record, so it applies whole or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add the columns a table lacks; ones a user already added by hand are kept as they are."""
+    existing = _columns(conn, table)
+    for name, decl in columns.items():
+        if name not in existing:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+@migration
+def m001_harness_tables(conn: sqlite3.Connection) -> None:
+    """The tables exactly as the harness's regex pass creates them."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS failures (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, timestamp TEXT,
+          benchmark_name TEXT, suite TEXT, generator TEXT, attempt_number INTEGER,
+          error_type TEXT, raw_error TEXT, explanation TEXT)"""
+    )
+    conn.execute("CREATE TABLE IF NOT EXISTS processed_runs (run_id TEXT PRIMARY KEY)")
+
+
+@migration
+def m002_llm_columns(conn: sqlite3.Connection) -> None:
+    """The two columns users added by hand and existing notebooks read."""
+    _add_columns(conn, "failures", {"llm_analysis": "TEXT", "llm_root_cause": "TEXT"})
+
+
+@migration
+def m003_trace_locator(conn: sqlite3.Connection) -> None:
+    """Where an attempt's trace lives, so re-analysis reads it with one seek.
+
+    attempt_index is the index into generation_attempts, or -1 when the row comes from
+    the event itself (older files' data.trace_logs, generation_failure events).
+    """
+    _add_columns(
+        conn,
+        "failures",
+        {
+            "trace_log_path": "TEXT",
+            "trace_offset": "INTEGER",
+            "trace_length": "INTEGER",
+            "trace_line": "INTEGER",
+            "attempt_index": "INTEGER",
+            "trace_file_size": "INTEGER",
+            "trace_file_mtime": "REAL",
+            "event_kind": "TEXT",
+            "case_id": "TEXT",
+            "result": "TEXT",
+        },
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS failures_locator "
+        "ON failures (run_id, trace_offset, attempt_index)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS failures_run ON failures (run_id)")
+
+
+@migration
+def m004_analyses(conn: sqlite3.Connection) -> None:
+    """Every analysis ever made, and a pointer from each failure to its latest one."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS analyses (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          failure_id INTEGER NOT NULL REFERENCES failures(id),
+          model TEXT NOT NULL, taxonomy TEXT NOT NULL, prompt_version TEXT NOT NULL,
+          trace_hash TEXT NOT NULL,
+          category TEXT, analysis TEXT, confidence REAL,
+          evidence_total INTEGER, evidence_verified INTEGER,
+          input_tokens INTEGER, output_tokens INTEGER, thinking_tokens INTEGER,
+          cached_tokens INTEGER, cost_usd REAL, latency_s REAL,
+          error TEXT, raw_response TEXT, created_at TEXT NOT NULL)"""
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS analyses_key "
+        "ON analyses (failure_id, model, taxonomy, prompt_version, trace_hash)"
+    )
+    _add_columns(conn, "failures", {"analysis_id": "INTEGER"})
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Run the migrations this database has not seen; return their names."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _rca_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM _rca_migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the lock.
+            if conn.execute("SELECT 1 FROM _rca_migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            fn(conn)
+            conn.execute(
+                "INSERT INTO _rca_migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

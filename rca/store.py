@@ -1,0 +1,163 @@
+"""The SQLite cache, analysis_cache.db: open it, add failures, read them as a DataFrame.
+
+WAL mode lets a notebook read while a batch writes; every write is a short
+transaction, so a reader never sees half a row and a killed kernel loses only the
+row in flight. All SQL takes parameters; no user value is formatted into a query.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rca.migrations import apply_migrations
+
+DEFAULT_DB = "analysis_cache.db"
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One failed attempt as ingest writes it to `failures`."""
+
+    run_id: str
+    timestamp: str | None
+    benchmark_name: str
+    suite: str | None
+    generator: str | None
+    attempt_number: int | None
+    error_type: str
+    raw_error: str | None
+    explanation: str | None
+    trace_log_path: str
+    trace_offset: int
+    trace_length: int
+    trace_line: int
+    attempt_index: int
+    trace_file_size: int
+    trace_file_mtime: float
+    event_kind: str
+    case_id: str | None
+    result: str | None
+
+
+_FAILURE_COLUMNS = tuple(FailureRow.__dataclass_fields__)
+
+
+def connect(db: str | Path = DEFAULT_DB) -> sqlite3.Connection:
+    """Open (or create) a cache and bring its schema up to date.
+
+    Autocommit mode: callers wrap their writes in `transaction(conn)`.
+    """
+    conn = sqlite3.connect(str(db), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    apply_migrations(conn)
+    return conn
+
+
+class transaction:
+    """`with transaction(conn):` — BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def processed_runs(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT run_id FROM processed_runs")}
+
+
+def insert_failures(conn: sqlite3.Connection, rows: Iterable[FailureRow]) -> int:
+    """Insert rows not already present (same run, record and attempt); return how many were new."""
+    placeholders = ", ".join("?" for _ in _FAILURE_COLUMNS)
+    sql = f"INSERT OR IGNORE INTO failures ({', '.join(_FAILURE_COLUMNS)}) VALUES ({placeholders})"
+    before = conn.total_changes
+    conn.executemany(sql, (tuple(asdict(row).values()) for row in rows))
+    return conn.total_changes - before
+
+
+def mark_processed(conn: sqlite3.Connection, run_id: str) -> None:
+    conn.execute("INSERT OR IGNORE INTO processed_runs (run_id) VALUES (?)", (run_id,))
+
+
+def _in_clause(column: str, values: Sequence[object] | None, where: list[str], params: list[object]) -> None:
+    if values is None:
+        return
+    values = [values] if isinstance(values, str) else list(values)
+    if not values:
+        return
+    where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+    params.extend(values)
+
+
+def load_failures(
+    db: str | Path = DEFAULT_DB,
+    *,
+    run_ids: Sequence[str] | None = None,
+    suites: Sequence[str] | None = None,
+    generators: Sequence[str] | None = None,
+    benchmarks: Sequence[str] | None = None,
+    only_unanalyzed: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The failures in a cache as a DataFrame, filtered; an empty filter means all.
+
+    Each row carries its latest analysis (columns from `analyses`), so a notebook can
+    chart root causes straight from this frame.
+    """
+    path = Path(db)
+    if not path.is_file():
+        raise FileNotFoundError(f"no cache at {path}: run `rca ingest` (or rca.ingest_runs) first")
+    where: list[str] = []
+    params: list[object] = []
+    _in_clause("f.run_id", run_ids, where, params)
+    _in_clause("f.suite", suites, where, params)
+    _in_clause("f.generator", generators, where, params)
+    _in_clause("f.benchmark_name", benchmarks, where, params)
+    if only_unanalyzed:
+        where.append("f.llm_root_cause IS NULL")
+    sql = (
+        "SELECT f.*, a.model, a.taxonomy, a.confidence, a.evidence_total, a.evidence_verified, "
+        "a.input_tokens, a.output_tokens, a.cost_usd, a.latency_s, a.error AS analysis_error "
+        "FROM failures f LEFT JOIN analyses a ON a.id = f.analysis_id"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY f.id"
+    if limit is not None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    conn = connect(path)
+    try:
+        frame = pd.read_sql_query(sql, conn, params=params)
+    finally:
+        conn.close()
+    frame["error_type"] = frame["error_type"].map(_parse_tags)
+    return frame
+
+
+def _parse_tags(value: object) -> list[str]:
+    """error_type as a list; tolerant of hand-made caches that hold plain text."""
+    if not isinstance(value, str) or not value:
+        return []
+    try:
+        tags = json.loads(value)
+    except json.JSONDecodeError:
+        return [value]
+    return [str(tag) for tag in tags] if isinstance(tags, list) else [str(tags)]
