@@ -1,0 +1,55 @@
+"""Shared helpers: real run folders on disk, written in the harness's format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURE = SHARED / "fixtures" / "harness" / "benchmark_output_test.jsonl"
+
+
+def event(event_type: str, data: dict[str, Any], ts: float = 1_767_000_000.0) -> dict[str, Any]:
+    return {"event_type": event_type, "timestamp": ts, "data": data}
+
+
+def attempt(number: int, status: str, error: str | None = None, trace: list[dict] | None = None) -> dict[str, Any]:
+    return {"attempt_number": number, "status": status, "error_message": error, "duration": 1.0,
+            "api_key_id": "k0", "trace_logs": trace, "answer": None, "rationale": None, "usage_metadata": None}
+
+
+def result_event(name: str, result: str = "fail_validation", *, suite: str = "fix_errors",
+                validation_error: str | None = "AssertionError: expected 2, got 3",
+                attempts: list[dict] | None = None, trace: list[dict] | None = None, case_id: str | None = None) -> dict:
+    return event("test_result", {"id": case_id or name, "suite": suite, "benchmark_name": name, "result": result,
+                                 "validation_error": validation_error, "temp_test_file": None, "answer_data": {},
+                                 "trace_logs": trace, "generation_attempts": attempts})
+
+
+def write_run(runs_dir: Path, run_id: str, events: list[dict], fmt: str = "jsonl") -> Path:
+    folder = runs_dir / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "yaml":
+        path = folder / "trace.yaml"
+        path.write_text(yaml.safe_dump_all(events, sort_keys=False), encoding="utf-8")
+    else:
+        path = folder / "trace.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def fixture_runs(tmp_path: Path) -> Path:
+    """The real harness sample as one run folder."""
+    if not FIXTURE.is_file():
+        pytest.fail(f"real fixture missing: {FIXTURE} (shared/ must sit beside the repo)")
+    runs = tmp_path / "runs"
+    (runs / "2025-12-13_00-15-41").mkdir(parents=True)
+    shutil.copy(FIXTURE, runs / "2025-12-13_00-15-41" / "trace.jsonl")
+    return runs
