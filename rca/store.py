@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from rca.migrations import apply_migrations
+from rca.results import expand_analysis
 
 DEFAULT_DB = "analysis_cache.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -94,6 +95,59 @@ def mark_processed(conn: sqlite3.Connection, run_id: str) -> None:
     conn.execute("INSERT OR IGNORE INTO processed_runs (run_id) VALUES (?)", (run_id,))
 
 
+@dataclass(frozen=True, slots=True)
+class AnalysisRecord:
+    """One analysis, as the `analyses` history table keeps it."""
+
+    failure_id: int
+    model: str
+    taxonomy: str
+    prompt_version: str
+    trace_hash: str
+    category: str | None
+    analysis: str | None  # the answer's JSON
+    confidence: float | None
+    evidence_total: int
+    evidence_verified: int
+    input_tokens: int
+    output_tokens: int
+    thinking_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    latency_s: float
+    error: str | None
+    raw_response: str | None
+    created_at: str
+
+
+def record_analysis(conn: sqlite3.Connection, record: AnalysisRecord) -> int:
+    """Write one analysis the moment it arrives; a good one becomes the failure's latest.
+
+    An error is kept in the history but does not replace an earlier good answer.
+    """
+    values = asdict(record)
+    sql = f"INSERT INTO analyses ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})"
+    with transaction(conn):
+        analysis_id = int(conn.execute(sql, tuple(values.values())).lastrowid or 0)
+        if record.error is None:
+            conn.execute(
+                "UPDATE failures SET llm_root_cause = ?, llm_analysis = ?, analysis_id = ? WHERE id = ?",
+                (record.category, record.analysis, analysis_id, record.failure_id),
+            )
+    return analysis_id
+
+
+def cached_analysis(
+    conn: sqlite3.Connection, failure_id: int, *, model: str, taxonomy: str, prompt_version: str, trace_hash: str
+) -> sqlite3.Row | None:
+    """The latest good analysis made with exactly these inputs, if any."""
+    return conn.execute(
+        "SELECT * FROM analyses WHERE failure_id = ? AND model = ? AND taxonomy = ? AND prompt_version = ? "
+        "AND trace_hash = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
+        (failure_id, model, taxonomy, prompt_version, trace_hash),
+    ).fetchone()
+
+
 def _in_clause(column: str, values: Sequence[object] | None, where: list[str], params: list[object]) -> None:
     if values is None:
         return
@@ -116,8 +170,10 @@ def load_failures(
 ) -> pd.DataFrame:
     """The failures in a cache as a DataFrame, filtered; an empty filter means all.
 
-    Each row carries its latest analysis (columns from `analyses`), so a notebook can
-    chart root causes straight from this frame.
+    Each row carries its latest analysis (the answer's fields as columns, plus model,
+    tokens and cost), so a notebook can chart root causes straight from this frame.
+    `frame.attrs["rca_db"]` remembers the cache, so analyze_failures(frame) writes back
+    to the same file.
     """
     path = Path(db)
     if not path.is_file():
@@ -132,7 +188,7 @@ def load_failures(
         where.append("f.llm_root_cause IS NULL")
     sql = (
         "SELECT f.*, a.model, a.taxonomy, a.confidence, a.evidence_total, a.evidence_verified, "
-        "a.input_tokens, a.output_tokens, a.cost_usd, a.latency_s, a.error AS analysis_error "
+        "a.input_tokens, a.output_tokens, a.cost_usd, a.latency_s "
         "FROM failures f LEFT JOIN analyses a ON a.id = f.analysis_id"
     )
     if where:
@@ -149,7 +205,8 @@ def load_failures(
     finally:
         conn.close()
     frame["error_type"] = frame["error_type"].map(_parse_tags)
-    return frame
+    frame.attrs["rca_db"] = str(path)
+    return expand_analysis(frame)
 
 
 def _parse_tags(value: object) -> list[str]:

@@ -1,0 +1,288 @@
+"""analyze_failures: a DataFrame of failed attempts in, one root cause per attempt out.
+
+Each row's trace is read through its locator, rendered to the token budget and sent to
+the backend; every answer is written to the cache as it arrives, so an interrupted
+batch loses nothing already answered, and a re-run asks the model again only when the
+model, taxonomy, prompt or trace changed (or force=True).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import sqlite3
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
+from rca.backends.gemini import DEFAULT_MODEL, GeminiBackend
+from rca.backends.heuristic import HeuristicBackend
+from rca.keys import AllKeysDead, KeyPool
+from rca.pricing import estimate_cost
+from rca.prompt import PROMPT_VERSION, system_instruction, user_prompt
+from rca.render import estimate_tokens, render_trace
+from rca.results import answer_columns, verify_evidence
+from rca.schema import Taxonomy, answer_to_json, category_of, resolve_taxonomy
+from rca.store import DEFAULT_DB, AnalysisRecord, cached_analysis, connect, record_analysis
+from rca.traces import TraceNotFound, load_trace
+
+TRACE_BUDGET_TOKENS = 50_000
+RESULT_COLUMNS = [
+    "category", "root_cause_explanation", "expected_behavior", "actual_behavior", "root_cause_step",
+    "confidence", "evidence", "evidence_total", "evidence_verified", "used_tools", "tools_called",
+    "received_useful_output", "hallucinated_symbols", "schema_validation_failed", "model",
+    "input_tokens", "output_tokens", "cost_usd", "latency_s", "analysis_error", "from_cache",
+]
+
+
+@dataclass
+class _Job:
+    index: Any
+    request: AnalysisRequest | None
+    est_tokens: int
+    est_cost: float
+    result: dict[str, Any]
+
+
+def choose_backend(backend: str, model: str | None, *, announce: bool = True) -> Backend:
+    """The backend a call asked for; "auto" is Gemini when a key is set, else the heuristic."""
+    if backend not in ("auto", "gemini", "heuristic"):
+        raise ValueError(f"unknown backend {backend!r}: use 'auto', 'gemini' or 'heuristic'")
+    keys = KeyPool.from_env() if backend != "heuristic" else None
+    if backend == "gemini" and keys is None:
+        raise ValueError("backend='gemini' needs an API key: set GEMINI_API_KEY (or GEMINI_API_KEYS for several)")
+    if keys is None:
+        if announce:
+            print("rca: no Gemini API key set (GEMINI_API_KEY); using the offline heuristic analyzer", file=sys.stderr)
+        return HeuristicBackend()
+    chosen = model or os.environ.get("RCA_MODEL") or DEFAULT_MODEL
+    if announce and backend == "auto":
+        print(f"rca: analyzing with Gemini {chosen} ({len(keys)} key{'s' * (len(keys) > 1)})", file=sys.stderr)
+    return GeminiBackend(chosen, keys)
+
+
+def analyze_failures(
+    df: pd.DataFrame,
+    *,
+    db: str | Path | None = None,
+    model: str | None = None,
+    backend: str | Backend = "auto",
+    taxonomy: Taxonomy | str | Path | None = None,
+    concurrency: int = 8,
+    force: bool = False,
+    dry_run: bool = False,
+    budget_usd: float | None = None,
+    progress: bool = True,
+    runs_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Analyze each failed attempt in `df` (rows of load_failures) and return them with result columns.
+
+    Works from a script, from papermill and from a Jupyter cell: where an event loop is
+    already running, the batch runs on its own loop in a worker thread.
+    """
+    coro = analyze_failures_async(
+        df, db=db, model=model, backend=backend, taxonomy=taxonomy, concurrency=concurrency,
+        force=force, dry_run=dry_run, budget_usd=budget_usd, progress=progress, runs_dir=runs_dir,
+    )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rca-analyze") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def analyze_failures_async(
+    df: pd.DataFrame,
+    *,
+    db: str | Path | None = None,
+    model: str | None = None,
+    backend: str | Backend = "auto",
+    taxonomy: Taxonomy | str | Path | None = None,
+    concurrency: int = 8,
+    force: bool = False,
+    dry_run: bool = False,
+    budget_usd: float | None = None,
+    progress: bool = True,
+    runs_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """analyze_failures for `await`."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    missing = {"id", "benchmark_name", "run_id"} - set(df.columns)
+    if missing:
+        raise ValueError(f"df lacks columns {sorted(missing)}: pass rows of rca.load_failures(...)")
+    tax = resolve_taxonomy(taxonomy)
+    engine = choose_backend(backend, model, announce=progress) if isinstance(backend, str) else backend
+    db_path = Path(db or df.attrs.get("rca_db") or DEFAULT_DB)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")
+    conn = connect(db_path)
+    try:
+        jobs = [_prepare(row, index, engine, tax, runs_dir) for index, row in df.iterrows()]
+        if dry_run:
+            return _dry_run_frame(df, jobs, engine.model)
+        _use_cache(conn, jobs, engine.model, tax, force)
+        todo = [j for j in jobs if j.request is not None and not j.result.get("from_cache") and not j.result.get("analysis_error")]
+        if todo and isinstance(engine, GeminiBackend):
+            await engine.check_model()
+        runner = _Runner(conn, engine, tax, concurrency, budget_usd, progress)
+        await runner.run(todo)
+        print(runner.summary(len(jobs), sum(bool(j.result.get("from_cache")) for j in jobs)), file=sys.stderr)
+    finally:
+        conn.close()
+    return _with_results(df, jobs)
+
+
+def _prepare(row: pd.Series, index: Any, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> _Job:
+    """Read and render one row's trace; a missing trace is that row's error, not the batch's."""
+    try:
+        events = load_trace(row.to_dict(), runs_dir=runs_dir)
+    except (TraceNotFound, OSError) as exc:
+        return _Job(index, None, 0, 0.0, {"analysis_error": f"trace not readable: {exc}", "model": engine.model})
+    rendered = render_trace(events, budget_tokens=TRACE_BUDGET_TOKENS)
+    error_text = row.get("raw_error")
+    request = AnalysisRequest(
+        failure_id=int(row["id"]), benchmark_name=str(row["benchmark_name"]),
+        suite=row.get("suite") if isinstance(row.get("suite"), str) else None,
+        error_text=error_text if isinstance(error_text, str) else None,
+        events=events, rendered=rendered, taxonomy=tax,
+    )
+    tokens = estimate_tokens(system_instruction(tax)) + estimate_tokens(
+        user_prompt(benchmark_name=request.benchmark_name, suite=request.suite, error_text=request.error_text, rendered=rendered)
+    )
+    cost = 0.0 if engine.model == "heuristic" else estimate_cost(engine.model, tokens)
+    return _Job(index, request, tokens, cost, {"model": engine.model})
+
+
+def _use_cache(conn: sqlite3.Connection, jobs: list[_Job], model: str, tax: Taxonomy, force: bool) -> None:
+    if force:
+        return
+    for job in jobs:
+        if job.request is None:
+            continue
+        hit = cached_analysis(conn, job.request.failure_id, model=model, taxonomy=tax.key,
+                              prompt_version=PROMPT_VERSION, trace_hash=job.request.rendered.sha256)
+        if hit is not None:
+            job.result = _result_from_record(dict(hit)) | {"from_cache": True}
+
+
+def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    answer = json.loads(record["analysis"]) if record.get("analysis") else None
+    return answer_columns(answer) | {
+        "confidence": record.get("confidence"), "evidence_total": record.get("evidence_total"),
+        "evidence_verified": record.get("evidence_verified"), "model": record["model"],
+        "input_tokens": record.get("input_tokens"), "output_tokens": record.get("output_tokens"),
+        "cost_usd": record.get("cost_usd"), "latency_s": record.get("latency_s"),
+        "analysis_error": record.get("error"), "from_cache": False,
+    }
+
+
+class _Runner:
+    """Runs the jobs under a concurrency bound and a budget, writing each result as it lands."""
+
+    def __init__(self, conn: sqlite3.Connection, engine: Backend, tax: Taxonomy, concurrency: int,
+                 budget_usd: float | None, progress: bool) -> None:
+        self.conn, self.engine, self.tax, self.budget = conn, engine, tax, budget_usd
+        self.slots = asyncio.Semaphore(concurrency)
+        self.progress = progress
+        self.spent = self.in_flight = 0.0
+        self.done = self.failed = self.skipped = 0
+        self.fatal: str | None = None
+
+    async def run(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        self.bar = tqdm(total=len(jobs), desc=f"rca {self.engine.model}", unit="row", disable=not self.progress)
+        try:
+            await asyncio.gather(*(self._one(job) for job in jobs))
+        finally:
+            self.bar.close()
+
+    async def _one(self, job: _Job) -> None:
+        async with self.slots:
+            if self.fatal is not None:
+                job.result["analysis_error"] = f"not analyzed: {self.fatal}"
+                self.skipped += 1
+                return self._tick()
+            if self.budget is not None and self.spent + self.in_flight + job.est_cost > self.budget:
+                job.result["analysis_error"] = f"not analyzed: budget ${self.budget:.4f} reached"
+                self.skipped += 1
+                return self._tick()
+            self.in_flight += job.est_cost
+            try:
+                outcome = await self.engine.analyze(job.request)  # type: ignore[arg-type]
+            except AllKeysDead as exc:
+                self.fatal = str(exc)
+                job.result["analysis_error"] = f"not analyzed: {exc}"
+                self.skipped += 1
+                return self._tick()
+            finally:
+                self.in_flight -= job.est_cost
+            self.spent += outcome.cost_usd
+            job.result = self._store(job.request, outcome)  # type: ignore[arg-type]
+            if outcome.error:
+                self.failed += 1
+            else:
+                self.done += 1
+            self._tick()
+
+    def _store(self, request: AnalysisRequest, outcome: AnalysisOutcome) -> dict[str, Any]:
+        answer = outcome.answer.model_dump(mode="json") if outcome.answer is not None else None
+        evidence = answer["evidence"] if answer else []
+        record = AnalysisRecord(
+            failure_id=request.failure_id, model=self.engine.model, taxonomy=self.tax.key,
+            prompt_version=PROMPT_VERSION, trace_hash=request.rendered.sha256,
+            category=category_of(outcome.answer) if outcome.answer is not None else None,
+            analysis=answer_to_json(outcome.answer) if outcome.answer is not None else None,
+            confidence=answer["confidence"] if answer else None,
+            evidence_total=len(evidence),
+            evidence_verified=verify_evidence(evidence, request.rendered.text, request.error_text),
+            input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
+            thinking_tokens=outcome.thinking_tokens, cached_tokens=outcome.cached_tokens,
+            cost_usd=outcome.cost_usd, latency_s=outcome.latency_s, error=outcome.error,
+            raw_response=outcome.raw_text, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        record_analysis(self.conn, record)
+        return _result_from_record(asdict(record))
+
+    def _tick(self) -> None:
+        self.bar.set_postfix(done=self.done, failed=self.failed, cost=f"${self.spent:.4f}", refresh=False)
+        self.bar.update(1)
+
+    def summary(self, total: int, cached: int) -> str:
+        text = (f"rca: {total} rows: {self.done} analyzed, {cached} from cache, {self.failed} failed, "
+                f"{self.skipped} not analyzed; ${self.spent:.4f} spent with {self.engine.model}")
+        if self.fatal:
+            text += f"\nrca: stopped early: {self.fatal}"
+        elif self.skipped and self.budget is not None:
+            text += f" (budget ${self.budget:.4f} reached)"
+        return text
+
+
+def _with_results(df: pd.DataFrame, jobs: list[_Job]) -> pd.DataFrame:
+    results = pd.DataFrame([j.result for j in jobs], index=[j.index for j in jobs]).reindex(columns=RESULT_COLUMNS)
+    out = pd.concat([df.drop(columns=[c for c in RESULT_COLUMNS if c in df]), results], axis=1)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _dry_run_frame(df: pd.DataFrame, jobs: list[_Job], model: str) -> pd.DataFrame:
+    out = df.copy()
+    out["est_input_tokens"] = [j.est_tokens for j in jobs]
+    out["est_cost_usd"] = [j.est_cost for j in jobs]
+    out["model"] = model
+    out.attrs["dry_run_total"] = {"rows": len(jobs), "input_tokens": int(out.est_input_tokens.sum()),
+                                  "cost_usd": float(out.est_cost_usd.sum())}
+    total = out.attrs["dry_run_total"]
+    print(f"rca dry run: {total['rows']} rows, ~{total['input_tokens']:,} input tokens, "
+          f"~${total['cost_usd']:.4f} expected with {model}; no calls made", file=sys.stderr)
+    return out

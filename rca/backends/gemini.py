@@ -1,0 +1,256 @@
+"""The Gemini backend: one structured-output call per failed attempt, through google-genai.
+
+Retries are ours, not the SDK's (it gets `attempts=1`), because what to do depends on
+why a call failed: a per-minute 429 cools that key and the call moves to another; a
+per-day 429 retires the key for the run; 401/403 kill it; 5xx, timeouts and dropped
+connections back off exponentially with jitter. An answer that fails validation gets
+one repair turn; a blocked, empty or truncated answer is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import errors, types
+from pydantic import ValidationError
+
+from rca.backends import AnalysisOutcome, AnalysisRequest
+from rca.keys import AllKeysDead, KeySource, Lease, Outcome
+from rca.pricing import call_cost
+from rca.prompt import repair_prompt, system_instruction, user_prompt
+from rca.schema import answer_json_schema, answer_model
+
+DEFAULT_MODEL = "gemini-3.5-flash-lite"
+TIMEOUT_S = 120.0
+MAX_TRANSIENT_RETRIES = 4
+MAX_KEY_SWITCHES = 32
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 30.0
+MAX_OUTPUT_TOKENS = 4_096
+
+
+class UnknownModel(ValueError):
+    """The API does not know the model: fails the whole call, before any row is sent."""
+
+
+@dataclass
+class _Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    thinking_tokens: int = 0
+    cached_tokens: int = 0
+
+    def add(self, metadata: types.GenerateContentResponseUsageMetadata | None) -> None:
+        if metadata is None:
+            return
+        self.input_tokens += metadata.prompt_token_count or 0
+        self.output_tokens += metadata.candidates_token_count or 0
+        self.thinking_tokens += metadata.thoughts_token_count or 0
+        self.cached_tokens += metadata.cached_content_token_count or 0
+
+
+class _Rejected(Exception):
+    """An answer that came back but cannot be used (blocked, empty, truncated)."""
+
+    def __init__(self, reason: str, raw_text: str | None = None) -> None:
+        super().__init__(reason)
+        self.raw_text = raw_text
+
+
+def generation_settings(model: str) -> dict[str, Any]:
+    """Low-cost, repeatable settings per model family.
+
+    Gemini 3 models are tuned for their default temperature (Google advises against
+    lowering it) and take a thinking level; 2.x models take temperature 0 and a
+    thinking budget (Pro cannot turn thinking off, so it gets its minimum).
+    """
+    name = model.removeprefix("models/")
+    if re.match(r"gemini-[3-9]", name):
+        return {"thinking_config": types.ThinkingConfig(thinking_level=types.ThinkingLevel.LOW)}
+    budget = 128 if "pro" in name else 0
+    return {"temperature": 0.0, "thinking_config": types.ThinkingConfig(thinking_budget=budget)}
+
+
+class GeminiBackend:
+    """Analyzes with a Gemini model, rotating the keys of a KeySource."""
+
+    name = "gemini"
+
+    def __init__(self, model: str, keys: KeySource, *, base_url: str | None = None, timeout_s: float = TIMEOUT_S) -> None:
+        self.model = model
+        self.keys = keys
+        self._base_url = base_url
+        self._timeout_ms = int(timeout_s * 1000)
+        self._clients: dict[str, genai.Client] = {}
+
+    def _client(self, lease: Lease) -> genai.Client:
+        client = self._clients.get(lease.fingerprint)
+        if client is None:
+            options = types.HttpOptions(
+                base_url=self._base_url, timeout=self._timeout_ms, retry_options=types.HttpRetryOptions(attempts=1)
+            )
+            client = self._clients[lease.fingerprint] = genai.Client(api_key=lease.key, http_options=options)
+        return client
+
+    async def check_model(self) -> None:
+        """Ask the API about the model once, so a typo fails fast instead of once per row."""
+        for _ in range(MAX_KEY_SWITCHES):
+            lease = await self.keys.acquire()
+            try:
+                await self._client(lease).aio.models.get(model=self.model)
+            except errors.APIError as exc:
+                outcome, delay = classify(exc)
+                self.keys.release(lease, outcome, retry_after=delay, message=exc.message)
+                if exc.code == 404:
+                    raise UnknownModel(f"the Gemini API does not know model {self.model!r}: {self.keys.scrub(exc.message or '')}") from None
+                if outcome in (Outcome.OK, Outcome.ERROR):
+                    return  # the API is reachable but unwell; let the rows' own retries deal with it
+                continue
+            except httpx2.TransportError:
+                self.keys.release(lease, Outcome.ERROR)
+                return
+            self.keys.release(lease, Outcome.OK)
+            return
+
+    async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
+        started = time.perf_counter()
+        usage = _Usage()
+        schema = answer_json_schema(request.taxonomy)
+        config = types.GenerateContentConfig(
+            system_instruction=system_instruction(request.taxonomy),
+            response_mime_type="application/json",
+            response_json_schema=schema,
+            max_output_tokens=MAX_OUTPUT_TOKENS,
+            **generation_settings(self.model),
+        )
+        prompt = user_prompt(
+            benchmark_name=request.benchmark_name, suite=request.suite,
+            error_text=request.error_text, rendered=request.rendered,
+        )
+        contents: list[types.Content] = [types.Content(role="user", parts=[types.Part(text=prompt)])]
+        outcome = AnalysisOutcome()
+        try:
+            for turn in range(2):
+                text = await self._generate(contents, config, usage)
+                try:
+                    outcome.answer = answer_model(request.taxonomy).model_validate_json(text)
+                    outcome.raw_text = None
+                    break
+                except ValidationError as exc:
+                    outcome.raw_text = text
+                    problem = _validation_summary(exc)
+                    if turn == 1:
+                        outcome.error = f"parse error: answer does not match the schema after one repair: {problem}"
+                        break
+                    contents += [
+                        types.Content(role="model", parts=[types.Part(text=text)]),
+                        types.Content(role="user", parts=[types.Part(text=repair_prompt(problem))]),
+                    ]
+        except _Rejected as exc:
+            outcome.error, outcome.raw_text = str(exc), exc.raw_text
+        except AllKeysDead:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one row's failure must not end the batch
+            outcome.error = self.keys.scrub(f"{type(exc).__name__}: {exc}")
+        outcome.input_tokens, outcome.output_tokens = usage.input_tokens, usage.output_tokens
+        outcome.thinking_tokens, outcome.cached_tokens = usage.thinking_tokens, usage.cached_tokens
+        outcome.cost_usd = call_cost(self.model, **vars(usage))
+        outcome.latency_s = round(time.perf_counter() - started, 3)
+        return outcome
+
+    async def _generate(self, contents: list[types.Content], config: types.GenerateContentConfig, usage: _Usage) -> str:
+        """One answer's text, retrying by the kind of failure."""
+        transient = 0
+        for _ in range(MAX_KEY_SWITCHES + MAX_TRANSIENT_RETRIES):
+            lease = await self.keys.acquire()
+            try:
+                response = await self._client(lease).aio.models.generate_content(model=self.model, contents=contents, config=config)
+            except errors.APIError as exc:
+                outcome, delay = classify(exc)
+                self.keys.release(lease, outcome, retry_after=delay, message=exc.message)
+                if outcome is Outcome.ERROR:
+                    if not _transient(exc.code) or transient >= MAX_TRANSIENT_RETRIES:
+                        raise RuntimeError(self.keys.scrub(f"API error {exc.code} {exc.status}: {exc.message}")) from None
+                    transient += 1
+                    await asyncio.sleep(backoff_delay(transient))
+                continue
+            except (httpx2.TransportError, asyncio.TimeoutError) as exc:
+                self.keys.release(lease, Outcome.ERROR)
+                if transient >= MAX_TRANSIENT_RETRIES:
+                    raise RuntimeError(f"network error after {transient} retries: {type(exc).__name__}: {exc}") from None
+                transient += 1
+                await asyncio.sleep(backoff_delay(transient))
+                continue
+            self.keys.release(lease, Outcome.OK)
+            usage.add(response.usage_metadata)
+            return answer_text(response)
+        raise RuntimeError("gave up after too many retries")
+
+
+def classify(exc: errors.APIError) -> tuple[Outcome, float | None]:
+    """What an API error says about the key that made the call, and any retry delay."""
+    details = _error_details(exc)
+    if exc.code == 429:
+        per_day = any("perday" in str(v.get("quotaId", "")).lower() for d in details for v in d.get("violations", []) or [])
+        return (Outcome.EXHAUSTED if per_day else Outcome.RATE_LIMITED), _retry_delay(details)
+    invalid_key = any(d.get("reason") == "API_KEY_INVALID" for d in details)
+    if exc.code in (401, 403) or invalid_key:
+        return Outcome.INVALID, None
+    return Outcome.ERROR, None
+
+
+def _error_details(exc: errors.APIError) -> list[dict[str, Any]]:
+    body = exc.details if isinstance(exc.details, dict) else {}
+    error = body.get("error", body)
+    details = error.get("details") if isinstance(error, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    for detail in details:
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None
+
+
+def _transient(code: int | None) -> bool:
+    return code in (408, 500, 502, 503, 504)
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
+
+
+def answer_text(response: types.GenerateContentResponse) -> str:
+    """The answer's text, or _Rejected saying why there is none."""
+    if not response.candidates:
+        feedback = response.prompt_feedback
+        reason = feedback.block_reason if feedback and feedback.block_reason else None
+        raise _Rejected(f"blocked: {reason.value if hasattr(reason, 'value') else reason}" if reason else "empty answer: no candidates")
+    candidate = response.candidates[0]
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    finish = candidate.finish_reason
+    finish_name = finish.value if hasattr(finish, "value") else str(finish) if finish else "STOP"
+    if finish_name not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
+        raise _Rejected(f"answer cut short: finish reason {finish_name}", text or None)
+    if not text.strip():
+        raise _Rejected("empty answer: no text in the candidate")
+    return text
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]]
+    return "; ".join(problems)
