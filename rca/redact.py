@@ -17,7 +17,7 @@ Kinds and policy:
   (`'Name': 'value'`) or assignment (`name=value`) form; the name is kept. An unquoted
   value is one word, or two when the first is an auth scheme (`Bearer`, `Basic`, ...).
 - `private_key`: a whole PEM `-----BEGIN ... PRIVATE KEY-----` block; a block cut off
-  before its END line is redacted up to the end of its base64 body.
+  before its END line is redacted up to the first line that is not base64 or a header.
 - `url_password`: the password in `scheme://user:password@host`; the user is kept.
 
 Every pattern is compiled once, anchored on a literal so the engine rejects most
@@ -38,8 +38,8 @@ def marker(kind: str) -> str:
 
 _PEM = re.compile(
     r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-    r"(?:[A-Za-z0-9+/=\s\\:,.]|-(?!----))*"  # base64 body, `\n` escapes, Proc-Type/DEK-Info headers
-    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?"
+    r"(?:[\s\S]{0,16384}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"  # a whole block (keys are < 16 KB)
+    r"|(?:(?:\r?\n|\\r?\\n)(?:[A-Za-z-]+: [^\r\n\\]*|[A-Za-z0-9+/=]*))*)"  # cut off: its base64/header lines
 )
 _HEADER = re.compile(
     r"(?i)(?P<name>(?P<q>\\?[\"']?)\b(?:proxy-authorization|authorization|x-goog-api-key|x-api-key)(?P=q)\s*[:=]\s*)"
