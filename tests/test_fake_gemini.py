@@ -45,8 +45,8 @@ def server() -> Any:
 
 def client_for(server: FakeGemini, key: str = "k1", **options: Any) -> genai.Client:
     """Built by hand the way users will, to prove the plain client works unmodified."""
-    return genai.Client(api_key=key, http_options=types.HttpOptions(
-        base_url=server.url, retry_options=types.HttpRetryOptions(attempts=1), **options))
+    options.setdefault("retry_options", types.HttpRetryOptions(attempts=1))
+    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=server.url, **options))
 
 
 def generate(client: genai.Client, model: str = MODEL, config: types.GenerateContentConfig = CONFIG,
@@ -251,6 +251,24 @@ def test_unknown_model_and_missing_contents(server: FakeGemini) -> None:
     assert caught.value.code == 404 and caught.value.status == "NOT_FOUND"
     with FakeGemini(models=None) as anything:
         generate(client_for(anything), model="gemini-0.1-nope")
+
+
+def test_sdk_retries_consume_the_script_and_ignore_retry_info(server: FakeGemini) -> None:
+    """With attempts > 1 the SDK retries 429/5xx on its own backoff: RetryInfo's 30 s is not waited for."""
+    client = client_for(server, retry_options=types.HttpRetryOptions(attempts=3, initial_delay=0.01, max_delay=0.05))
+    server.script([Reply.rate_limited(retry_delay=30), Reply.error(503)])
+    start = time.monotonic()
+    Diagnosis.model_validate_json(generate(client).text)
+    assert time.monotonic() - start < 5 and [r.status for r in server.requests] == [429, 503, 200]
+
+
+def test_client_timeout_is_a_transport_error_not_an_api_error(server: FakeGemini) -> None:
+    server.script([Reply.latency(3.0)])
+    client = genai.Client(api_key="k1", http_options=types.HttpOptions(base_url=server.url, timeout=200))
+    with pytest.raises(Exception) as caught:
+        generate(client)
+    assert not isinstance(caught.value, errors.APIError)
+    assert "Timeout" in type(caught.value).__name__  # httpx2.ReadTimeout in google-genai 3.6
 
 
 # -- other endpoints ----------------------------------------------------------------------------
