@@ -1,7 +1,18 @@
-"""rca: the root causes of failed LLM-agent benchmark runs, read from their traces."""
+"""rca: the root causes of failed LLM-agent benchmark runs, read from their traces.
 
+    ingest_runs("benchmark_runs")            # run folders -> analysis_cache.db
+    df = load_failures(suites=["fix_errors"])
+    out = analyze_failures(df)               # Gemini when a key is set, else offline rules
+"""
+
+from rca.analyze import analyze_failures, analyze_failures_async
 from rca.ingest import IngestSummary, ingest_runs
+from rca.render import RenderedTrace, render_trace
+from rca.schema import DEFAULT_TAXONOMY, RootCauseAnalysis, Taxonomy
 from rca.store import connect, load_failures
 from rca.traces import TraceNotFound, load_trace
 
-__all__ = ["IngestSummary", "TraceNotFound", "connect", "ingest_runs", "load_failures", "load_trace"]
+__all__ = [
+    "DEFAULT_TAXONOMY", "IngestSummary", "RenderedTrace", "RootCauseAnalysis", "Taxonomy", "TraceNotFound",
+    "analyze_failures", "analyze_failures_async", "connect", "ingest_runs", "load_failures", "load_trace", "render_trace",
+]

@@ -137,6 +137,8 @@ async def analyze_failures_async(
         runner = _Runner(conn, engine, tax, concurrency, budget_usd, progress)
         await runner.run(todo)
         print(runner.summary(len(jobs), sum(bool(j.result.get("from_cache")) for j in jobs)), file=sys.stderr)
+        if runner.fatal:
+            raise AllKeysDead(f"{runner.fatal}; {runner.done} rows were analyzed and saved before it stopped")
     finally:
         conn.close()
     return _with_results(df, jobs)

@@ -205,8 +205,9 @@ def load_failures(
     finally:
         conn.close()
     frame["error_type"] = frame["error_type"].map(_parse_tags)
+    frame = expand_analysis(frame)
     frame.attrs["rca_db"] = str(path)
-    return expand_analysis(frame)
+    return frame
 
 
 def _parse_tags(value: object) -> list[str]:
