@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -129,9 +130,11 @@ def _model_resource(model: str) -> dict[str, Any]:
 class FakeGemini:
     """A local stand-in for generativelanguage.googleapis.com that the real google-genai client talks to.
 
-    >>> with FakeGemini(limits={"k1": Limits(rpm=3)}, window_s=1.0) as server:
-    ...     server.script([Reply.rate_limited(retry_delay=1.0)], key="k1")
-    ...     client = server.client("k1")   # or genai.Client(api_key=..., http_options=HttpOptions(base_url=server.url))
+    Usage::
+
+        with FakeGemini(limits={"k1": Limits(rpm=3)}, window_s=1.0) as server:
+            server.script([Reply.rate_limited(retry_delay=1.0)], key="k1")
+            client = server.client("k1")  # = genai.Client(api_key="k1", http_options=HttpOptions(base_url=server.url))
 
     Per generation request the server answers, in order: a revoked/unknown key -> 400
     API_KEY_INVALID; the next scripted step for (key, model), (key, any), (any, model), (any,
@@ -190,6 +193,7 @@ class FakeGemini:
             self._stop.set()
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd.drop_connections()
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._httpd = self._thread = None
@@ -210,7 +214,11 @@ class FakeGemini:
 
     def client(self, api_key: str = "fake-key", *, api_version: str | None = None, timeout_ms: int | None = None,
                attempts: int = 1) -> genai.Client:
-        """A real ``genai.Client`` pointed here, with the SDK's retries off (``attempts=1``) unless asked for."""
+        """A real ``genai.Client`` pointed here, with the SDK's retries off (``attempts=1``) unless asked for.
+
+        Keep the returned client in a variable: ``genai.Client.__del__`` closes its HTTP pool, so
+        ``server.client().models.generate_content(...)`` fails with "client has been closed".
+        """
         from google import genai
         from google.genai import types
 
@@ -282,8 +290,7 @@ class FakeGemini:
 
     # -- request handling -------------------------------------------------------------------
 
-    def _handle(self, method: str, path: str, query: Mapping[str, list[str]], key: str | None,
-                raw: bytes) -> _Out:
+    def _handle(self, method: str, path: str, key: str | None, raw: bytes) -> _Out:
         arrived = time.monotonic()
         payload: Any = None
         route = _ROUTE.match(path)
@@ -304,7 +311,7 @@ class FakeGemini:
                     return self._finish(method, path, key, raw.decode("utf-8", "replace"), arrived, model, out,
                                         0 if generating else None)
             try:
-                out = self._route(method, route, query, key, payload)
+                out = self._route(method, route, model, key, payload)
             except Exception as exc:  # a user's answer callable failed: say so instead of hanging the client
                 out = _json_out(500, error_body(500, f"FakeGemini: {type(exc).__name__}: {exc}"))
             tokens = tokens_of(text_chars(payload)) if generating else None
@@ -325,7 +332,7 @@ class FakeGemini:
                 self._stats[key] = self._stats.get(key, Stats()) + done
         return out
 
-    def _route(self, method: str, route: re.Match[str] | None, query: Mapping[str, list[str]], key: str | None,
+    def _route(self, method: str, route: re.Match[str] | None, model: str | None, key: str | None,
                payload: Any) -> _Out:
         if route is None:
             return _json_out(404, error_body(404, "Requested entity was not found."))
@@ -337,9 +344,7 @@ class FakeGemini:
             dead = 400
         if dead is not None:
             return _json_out(dead, bad_key_body(dead))
-        version, model, call = route["version"], route["model"], route["method"]
-        if model and model.startswith("models/"):
-            model = model[len("models/"):]
+        version, call = route["version"], route["method"]
         if method == "GET" and model is None:
             names = sorted(self.models or ())
             return _json_out(200, {"models": [_model_resource(m) for m in names]})
@@ -451,6 +456,25 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024  # a burst of concurrent connects must not be refused
     fake: FakeGemini
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if alive else self._connections.discard)(conn)
+
+    def drop_connections(self) -> None:
+        """End idle keep-alive connections so their handler threads exit with the server."""
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx pools connections
@@ -461,6 +485,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -484,7 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         key = self.headers.get("x-goog-api-key") or (query.get("key") or [None])[0]
-        out = self.server.fake._handle(method, url.path, query, key, raw)
+        out = self.server.fake._handle(method, url.path, key, raw)
         if self.server.fake._stop.is_set():
             self.close_connection = True
             return
