@@ -53,7 +53,11 @@ class RecordedRequest:
 
 @dataclass(frozen=True)
 class Stats:
-    """Counts over generation calls (generateContent/streamGenerateContent): the throughput a benchmark reads."""
+    """Counts over generation calls (generateContent/streamGenerateContent): the throughput a benchmark reads.
+
+    ``ok`` counts HTTP 200s (blocked, empty and truncated answers included), ``rate_limited`` 429s,
+    ``errors`` every other status; ``input_tokens`` is the chars/4 estimate of all calls' text.
+    """
 
     requests: int = 0
     ok: int = 0
