@@ -1,0 +1,544 @@
+"""Rule-based root-cause analysis: the offline fallback when Gemini is not available.
+
+It reads the harness's error text and the trace's structure the way a careful human
+skims them, and fills the same answer schema the model fills, so everything downstream
+(cache, charts, comparisons) works unchanged. Confidence stays in 0.3–0.6: a rule sees
+symptoms, not intent.
+
+Rule precedence (the first rule that fires wins; an earlier cause explains later symptoms):
+
+1. Infrastructure: 429 / quota / deadline / timeout / 5xx / container or connection
+   faults in the error text; or such faults in CLI_STDERR / GEMINI_CLIENT_ERROR events
+   with no model output after them (a 429 that was retried before the agent answered is
+   noise, not the cause).
+2. Schema Violation: the final answer could not be parsed or validated (JSON errors, a
+   pydantic error on the answer model, the `create_agent` entry point missing). A
+   pydantic error raised while the tests *ran* the agent's code is not one: it is the
+   agent's code misusing a framework class, judged by the rules below.
+3. Tool Misuse (starving): no tool call returned anything useful, and the failures were
+   caused by the agent's arguments (directory read as a file, bad regex, unknown tool or
+   argument, missing paths probed repeatedly without listing first).
+4. Context Starvation: the agent answered although no tool returned anything useful (or
+   it called none). An ImportError then is a guess, not an invention.
+5. Hallucination: tools did return useful output, and the agent still used a symbol they
+   never showed or that contradicts them: from the error text (ImportError,
+   AttributeError, unknown keyword, "does not exist") or a name it wrote in backticks.
+6. Tool Misuse (looping): the same failing call repeated.
+7. Logic Error: everything else (assertions, "expected X but got Y", a wrong choice).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from rca.backends import AnalysisOutcome, AnalysisRequest
+from rca.redact import redact
+from rca.schema import DEFAULT_TAXONOMY, Taxonomy, answer_model
+
+__all__ = ["CATEGORIES", "HeuristicBackend", "diagnose", "require_default_categories"]
+
+INFRA, SCHEMA, HALLU, STARVE, MISUSE, LOGIC = (
+    "Infrastructure", "Schema Violation", "Hallucination", "Context Starvation", "Tool Misuse", "Logic Error")
+CATEGORIES = (STARVE, HALLU, MISUSE, SCHEMA, LOGIC, INFRA)
+MAX_QUOTE = 200
+_HEAD = 400  # a tool's status shows in its first lines, not in the files it prints
+_SCAN = 20_000  # error signs sit at the start or end of a long text
+
+_INFRA = re.compile(
+    r"\b429\b|RESOURCE_EXHAUSTED|ResourceExhausted|DEADLINE_EXCEEDED|DeadlineExceeded|TimeoutError"
+    r"|\b50[0234] (?:INTERNAL|UNAVAILABLE|Deadline|Service Unavailable|Bad Gateway|Gateway Timeout|Internal Server Error)"
+    r"|ServerError|ServiceUnavailable|libpod|/containers/[^\s\"]*/exec|failed with code 12[56]|OCI runtime"
+    r"|ConnectionError|ConnectError|RemoteDisconnected|Connection (?:refused|reset|aborted)"
+    r"|(?i:quota exceeded|check quota|rate.?limit|timed out|model is overloaded|broken pipe)"
+)
+_PARSE_FAIL = re.compile(
+    r"(?i:failed to parse|could not parse|unable to parse|no JSON object|not valid JSON|invalid JSON|malformed)"
+    r"|JSONDecodeError|Expecting (?:value|property name|',' delimiter)|Unterminated string|Unexpected token"
+    r"|does not define '?create_agent|has no attribute 'create_agent'|Signature Verification Failed"
+)
+_PYDANTIC = re.compile(r"validation errors? for (\w+)")
+_BAD_FIELD = re.compile(r"validation errors? for \w+\n(\w+)\n\s+(Field required|Extra inputs are not permitted)")
+_CODE_RAN = re.compile(r"test session starts|Traceback \(most recent call last\)|^E\s{2,}\S", re.MULTILINE)
+_SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
+    (re.compile(r"cannot import name '([\w.]+)' from '([\w.]+)'"), lambda m: (m[1], m[2])),
+    (re.compile(r"No module named '([\w.]+)'"), lambda m: (m[1], m[1].rpartition(".")[0])),
+    (re.compile(r"module '([\w.]+)' has no attribute '(\w+)'"), lambda m: (m[2], m[1])),
+    (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"validation errors? for (\w+)\n(\w+)\n\s+Extra inputs are not permitted"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"'([\w.]+\.\w+)' does not exist"), lambda m: (m[1].rpartition(".")[2], m[1].rpartition(".")[0])),
+)
+_BUILTINS = frozenset({"NoneType", "str", "int", "float", "bool", "bytes", "dict", "list", "tuple", "set",
+                       "function", "method", "coroutine", "generator", "object", "type", "BaseModel", "create_agent"})
+_ANSWERED = re.compile(r"Answer '([\w.]+)' does not match")
+_BACKTICK = re.compile(r"`([A-Za-z_][\w.]{2,})")
+_LOGIC = re.compile(
+    r"AssertionError|^E?\s*assert\b|Expected '[^'\n]*', but got '[^'\n]*'|\bexpected\b[^\n]{0,80}\bgot\b"
+    r"|does not match|wrong answer|FAILED|\w+Error\b", re.IGNORECASE | re.MULTILINE,
+)
+_JUDGED = re.compile(r"AssertionError|Expected '[^'\n]*', but got|does not match|validation error|ImportError|"
+                     r"ModuleNotFoundError|has no attribute")
+_EMPTY = re.compile(r"\A\s*(?:\[\]|\{\}|None|null|\"\"|'')?\s*\Z")
+_NO_MATCH = re.compile(r"(?i:\bno (?:matches|results|files?|entries|such file|match)\b|\b0 (?:matches|results)\b"
+                       r"|\bfound 0\b|\bnot found\b|does not exist|\bis empty\b)")
+_ERROR = re.compile(r"\A\s*[{\[]?\s*[\"']?(?i:error|exception)\b|Traceback \(most recent|^\w*(?:Error|Exception):", re.MULTILINE)
+_MISUSE = (  # a tool's error caused by the agent's own arguments -> what it did wrong
+    (re.compile(r"(?i:is a directory|IsADirectoryError|EISDIR)"), "read a directory as a file"),
+    (re.compile(r"(?i:not a directory|NotADirectoryError|ENOTDIR)"), "listed a file as a directory"),
+    (re.compile(r"(?i:invalid (?:regex|regular expression)|re\.error|bad escape|unterminated character set"
+                r"|nothing to repeat|missing \), unterminated|unbalanced parenthesis)"), "passed an invalid regex"),
+    (re.compile(r"(?i:unknown tool|tool [\"']?[\w.-]+[\"']? (?:is )?not found|not found in the tools_dict|no such tool"
+                r"|not a valid tool|function \w+ is not found)"), "called a tool that does not exist"),
+    (re.compile(r"(?i:must have required property|missing \d+ required (?:positional )?argument|unexpected keyword "
+                r"argument|invalid argument|unknown (?:argument|parameter))"), "passed arguments the tool does not take"),
+)
+_PATH_MISSING = re.compile(r"(?i:no such file or directory|FileNotFoundError|(?:file|directory|path) not found"
+                           r"|does not exist|ENOENT)")
+_LISTING = re.compile(r"(?i:list|glob|find|tree|\bls\b|search|grep)")
+
+Needle = tuple["re.Pattern[str] | str | None", "int | None"]  # what to quote (None: the step's first line), where
+
+
+@dataclass(slots=True)
+class _Call:
+    step: int
+    name: str
+    args: str
+
+
+@dataclass(slots=True)
+class _Result:
+    step: int
+    name: str
+    text: str
+    args: str
+    status: str = "useful"  # useful | empty | nomatch | error
+    misuse: str | None = None
+
+
+@dataclass
+class _Trace:
+    """What the rules need from the events, built in one pass."""
+
+    texts: list[tuple[int, str, bool]] = field(default_factory=list)  # (step, text, shown raw) to quote from
+    calls: list[_Call] = field(default_factory=list)
+    results: list[_Result] = field(default_factory=list)
+    answers: list[tuple[int, str]] = field(default_factory=list)  # model text
+    errors: list[tuple[int, str]] = field(default_factory=list)  # CLI_STDERR / GEMINI_CLIENT_ERROR
+    prompt: str = ""  # the user's messages: the task
+
+    @property
+    def useful(self) -> list[_Result]:
+        return [r for r in self.results if r.status == "useful"]
+
+    @property
+    def last_step(self) -> int | None:
+        return self.texts[-1][0] if self.texts else None
+
+    def final_answer(self) -> int | None:
+        return self.answers[-1][0] if self.answers else self.last_step
+
+    def writer_text(self) -> str:
+        """What the model wrote after its last tool result: the answer and the reasoning for it."""
+        after = self.results[-1].step if self.results else -1
+        return "\n".join(t for s, t in self.answers if s >= after)
+
+
+@dataclass
+class _Finding:
+    category: str
+    step: int | None
+    confidence: float
+    explanation: str
+    expected: str
+    actual: str
+    needles: list[Needle]
+    symbols: list[str] = field(default_factory=list)
+
+
+# -- reading the trace ------------------------------------------------------------------
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "thought_signature":
+                yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _flat(value: Any) -> str:
+    return value if isinstance(value, str) else "\n".join(_strings(value))
+
+
+def _classify(result: _Result, raw: Any) -> None:
+    head = result.text[:_HEAD]
+    if isinstance(raw, dict) and any(str(k).lower() in ("error", "exception") and v for k, v in raw.items()):
+        result.status = "error"
+    elif _EMPTY.match(result.text):
+        result.status = "empty"
+    elif _ERROR.search(head):
+        result.status = "error"
+    elif len(result.text) < _HEAD and _NO_MATCH.search(head):
+        result.status = "nomatch"
+    if result.status != "useful":
+        result.misuse = next((why for pattern, why in _MISUSE if pattern.search(head)), None)
+
+
+def _read(events: list[dict[str, Any]]) -> _Trace:
+    trace = _Trace()
+    names: dict[Any, tuple[str, str]] = {}
+    prompt: list[str] = []
+
+    def call(step: int, name: Any, args: Any, call_id: Any) -> None:
+        trace.calls.append(_Call(step, str(name or "?"), json.dumps(args, sort_keys=True, default=str)))
+        if call_id is not None:
+            names[call_id] = (trace.calls[-1].name, trace.calls[-1].args)
+
+    def result(step: int, name: Any, raw: Any, call_id: Any) -> None:
+        known = names.get(call_id) or (str(name or "?"), "")
+        r = _Result(step, str(name or known[0]), _flat(raw), known[1])
+        _classify(r, raw)
+        trace.results.append(r)
+        trace.texts.extend((step, s, isinstance(raw, str)) for s in _strings(raw))
+
+    def text(step: int, value: Any, role: Any) -> None:
+        flat = _flat(value)
+        (prompt.append(flat) if role == "user" else trace.answers.append((step, flat)))
+        trace.texts.extend((step, s, isinstance(value, str)) for s in _strings(value))
+
+    for step, event in enumerate(events):
+        if not isinstance(event, dict):
+            continue
+        kind, content = event.get("type"), event.get("content")
+        if kind == "tool_use":
+            call(step, event.get("tool_name"), event.get("tool_input"), event.get("tool_call_id"))
+        elif kind == "tool_result":
+            result(step, event.get("tool_name"), event.get("tool_output"), event.get("tool_call_id"))
+        elif kind == "ADK_EVENT" and isinstance(content, dict) and isinstance(content.get("parts"), list):
+            role = content.get("role") or event.get("role")
+            for part in content["parts"]:
+                if not isinstance(part, dict):
+                    continue
+                if isinstance(fc := part.get("function_call"), dict):
+                    call(step, fc.get("name"), fc.get("args"), fc.get("id"))
+                if isinstance(fr := part.get("function_response"), dict):
+                    result(step, fr.get("name"), fr.get("response"), fr.get("id"))
+                if isinstance(part.get("text"), str):
+                    text(step, part["text"], role)
+        elif kind in ("CLI_STDERR", "GEMINI_CLIENT_ERROR"):
+            trace.errors.append((step, _flat([content, event.get("details")])))
+            trace.texts.extend((step, s, isinstance(content, str)) for s in _strings([content, event.get("details")]))
+        elif kind in ("message", "GEMINI_API_RESPONSE", "CLI_STDOUT_FULL", "CLI_STDOUT_RAW", "ADK_EVENT"):
+            text(step, content, event.get("role"))
+        else:
+            trace.texts.extend((step, s, isinstance(content, str)) for s in _strings(content))
+    trace.prompt = "\n".join(prompt)
+    return trace
+
+
+def _symbols(error: str) -> list[tuple[str, str]]:
+    """(symbol, owner) for each import/attribute/keyword error in the error text, builtins left out."""
+    found: dict[str, str] = {}
+    for pattern, name in _SYMBOL:
+        for m in pattern.finditer(error):
+            symbol, owner = name(m)
+            if symbol.rpartition(".")[2] not in _BUILTINS and owner not in _BUILTINS:
+                found.setdefault(symbol, owner)
+    return list(found.items())
+
+
+def _shown(name: str, text: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(name)}(?!\w)", text) is not None
+
+
+def _unverified(trace: _Trace, error: str, seen: str) -> list[str]:
+    """Names the agent committed to that no useful tool output showed.
+
+    A class the task itself names counts as shown (the agent did not invent it); a
+    parameter or attribute must be backed by a tool, even if the task mentions it.
+    """
+    names = dict.fromkeys([*_ANSWERED.findall(error), *_BACKTICK.findall(trace.writer_text())])
+    out = []
+    for name in names:
+        leaf = name.rstrip(".").rpartition(".")[2]
+        if len(leaf) < 3 or _shown(leaf, seen) or (leaf[0].isupper() and _shown(leaf, trace.prompt)):
+            continue
+        out.append(leaf)
+    return out
+
+
+# -- quoting ----------------------------------------------------------------------------
+
+
+def _quote(text: str, start: int, end: int) -> str | None:
+    """The line around text[start:end], cut to MAX_QUOTE chars, if it is safe to show."""
+    lo, hi = text.rfind("\n", 0, start) + 1, text.find("\n", end)
+    hi = len(text) if hi < 0 else hi
+    if hi - lo > MAX_QUOTE:
+        lo = max(lo, start - (MAX_QUOTE - min(end - start, MAX_QUOTE)) // 2)
+        hi = min(hi, lo + MAX_QUOTE)
+    while lo < hi and text[lo].isspace():
+        lo += 1
+    while hi > lo and text[hi - 1].isspace():
+        hi -= 1
+    quote = text[lo:hi]
+    return quote if len(quote) >= 3 and redact(quote) == quote else None
+
+
+def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | None:
+    if needle is None:
+        m = re.search(r"\S.{2,}", text[:_SCAN])
+        return m.span() if m else None
+    if isinstance(needle, str):
+        at = text.rfind(needle)
+        return (at, at + len(needle)) if needle and at >= 0 else None
+    if m := needle.search(text[:_SCAN]):
+        return m.span()
+    tail = max(len(text) - _SCAN, _SCAN)
+    return (m.start() + tail, m.end() + tail) if len(text) > _SCAN and (m := needle.search(text[tail:])) else None
+
+
+def _find(trace: _Trace, needle: re.Pattern[str] | str | None, step: int | None) -> tuple[int, str] | None:
+    """A one-line quote of `needle` from the trace, at `step` if given, latest first."""
+    for s, text, raw in reversed(trace.texts):
+        if (step is not None and s != step) or not (span := _span(text, needle)):
+            continue
+        quote = _quote(text, *span)
+        if quote and (raw or not ('"' in quote or "\\" in quote)):  # nested values are shown as JSON: escapes
+            return s, quote
+    return None
+
+
+def _evidence(trace: _Trace, finding: _Finding, error_text: str | None) -> list[dict[str, Any]]:
+    quotes: list[dict[str, Any]] = []
+    for needle, step in finding.needles:
+        hit = _find(trace, needle, step) if needle != "" else None
+        if hit and all(q["quote"] != hit[1] for q in quotes):
+            quotes.append({"step": hit[0], "quote": hit[1]})
+        if len(quotes) == 3:
+            return quotes
+    if not quotes and error_text:  # nothing in the trace to quote: the harness's message, which is no step
+        pattern = next((n for n, _ in finding.needles if isinstance(n, re.Pattern) and n.search(error_text)), None)
+        span = _span(error_text, pattern)
+        if span and (quote := _quote(error_text, *span)):
+            quotes.append({"step": None, "quote": quote})
+    return quotes
+
+
+# -- rules ------------------------------------------------------------------------------
+
+
+def _infra(trace: _Trace, error: str) -> _Finding | None:
+    step, where = None, "the harness error"
+    if not (m := _INFRA.search(error)):
+        if _JUDGED.search(error):
+            return None
+        last_answer = trace.answers[-1][0] if trace.answers else -1
+        hits = [(s, m) for s, text in trace.errors if s > last_answer and (m := _INFRA.search(text))]
+        if not hits:
+            return None
+        (step, m), where = hits[-1], "the client's error output, after which the model produced nothing"
+    sign = m.group(0)
+    return _Finding(
+        INFRA, step if step is not None else trace.last_step, 0.6,
+        f"The attempt died on an environment fault ({sign!r} in {where}), not on anything the agent decided.",
+        "The model call and sandbox complete, so the agent's answer can be judged.",
+        f"The run stopped on {sign!r} before a judgeable answer existed.",
+        [(_INFRA, step), (_INFRA, None)],
+    )
+
+
+def _schema(trace: _Trace, error: str) -> _Finding | None:
+    m = _PARSE_FAIL.search(error)
+    model = _PYDANTIC.search(error)
+    if not m and not (model and not _CODE_RAN.search(error)):
+        return None
+    sign = (m or model).group(0)  # type: ignore[union-attr]
+    step = trace.final_answer()
+    what = f"the {model[1]} schema" if model else "the required answer format"
+    bad = _BAD_FIELD.search(error)
+    detail = f" (field {bad[1]!r}: {bad[2]})" if bad else ""
+    return _Finding(
+        SCHEMA, step, 0.55,
+        f"The final answer does not satisfy {what}{detail}; the harness reports {sign!r}.",
+        f"Return one JSON object that parses and validates against {what}.",
+        f"It returned an answer the harness rejected with {sign!r}{detail}.",
+        [(f'"{bad[1]}"', step) if bad and bad[2].startswith("Extra") else ("", None), (None, step)],
+    )
+
+
+def _misuse_starved(trace: _Trace, error: str) -> _Finding | None:
+    if trace.useful or not trace.results:
+        return None
+    bad = [r for r in trace.results if r.misuse]
+    missing = [r for r in trace.results if _PATH_MISSING.search(r.text[:_HEAD])]
+    listed = bool(missing) and any(_LISTING.search(c.name) for c in trace.calls if c.step < missing[0].step)
+    if not bad and (len(missing) < 2 or listed):
+        return None
+    first = (bad or missing)[0]
+    why = first.misuse or "guessed file paths that do not exist without listing the directory first"
+    tools = ", ".join(dict.fromkeys(r.name for r in (bad or missing)))
+    return _Finding(
+        MISUSE, first.step, 0.5,
+        f"The agent {why} ({tools}); no tool call succeeded, so it never saw the source it needed and guessed.",
+        f"Call {tools} with valid arguments (list a directory before reading from it) and answer from the output.",
+        f"It {why}, got only errors from {len(trace.results)} tool calls, and answered anyway.",
+        [(None, first.step), *((None, r.step) for r in (bad or missing)[1:2]), (None, trace.final_answer())],
+    )
+
+
+def _starved(trace: _Trace, error: str) -> _Finding | None:
+    if trace.useful or not trace.answers:
+        return None
+    symbols = [s for s, _ in _symbols(error)]
+    guess = f" and guessed {', '.join(symbols)}" if symbols else ""
+    step = trace.final_answer()
+    if trace.results:
+        tools = ", ".join(dict.fromkeys(r.name for r in trace.results))
+        actual = f"Its {tools} calls returned only empty, no-match or error results; it answered anyway{guess}."
+        needles: list[Needle] = [(None, r.step) for r in trace.results[:2]]
+    else:
+        actual = f"It answered from memory without calling any tool{guess}."
+        needles = []
+    return _Finding(
+        STARVE, step, 0.5 if trace.results else 0.4,
+        f"The agent never got useful context from its tools, so its answer was a guess{guess}.",
+        "Search and read the framework's source until the needed API is found, then answer from it.",
+        actual, [*needles, *((s.rpartition(".")[2], None) for s in symbols[:1]), (None, step)], symbols,
+    )
+
+
+def _hallucination(trace: _Trace, error: str) -> _Finding | None:
+    if not trace.useful:
+        return None
+    seen = "\n".join(r.text for r in trace.useful)
+    named = _symbols(error)
+    symbols = [s for s, _ in named] or _unverified(trace, error, seen)
+    if not symbols:
+        return None
+    leaf = symbols[0].rpartition(".")[2]
+    owner = named[0][1] if named else ""
+    owner_leaf = owner.rpartition(".")[2]
+    if _shown(leaf, seen):
+        how, confidence = f"the tool output does show {leaf!r}, elsewhere than the agent used it", 0.4
+    elif owner_leaf and _shown(owner_leaf, seen):
+        how, confidence = f"the tool output shows {owner!r} but never {leaf!r}", 0.6
+    else:
+        how, confidence = f"no tool output ever showed {leaf!r}", 0.55 if named else 0.45
+    tools = ", ".join(dict.fromkeys(c.name for c in trace.calls)) or "its tools"
+    step = next((s for s, t in reversed(trace.answers) if leaf in t), trace.final_answer())
+    sign = f" ({error.strip().splitlines()[0][:120]})" if named and error.strip() else ""
+    return _Finding(
+        HALLU, step, confidence,
+        f"The agent relied on {', '.join(symbols)}, which does not exist{sign}; {how}.",
+        f"Use only names that {tools} showed to exist{f' in {owner}' if owner else ''}.",
+        f"After reading real source with {tools}, it wrote {leaf!r} into its answer anyway.",
+        [(leaf, step), (f"class {owner_leaf}", None) if owner_leaf else ("", None), (None, step)], symbols,
+    )
+
+
+def _looping(trace: _Trace, error: str) -> _Finding | None:
+    failing: dict[tuple[str, str], list[_Result]] = {}
+    for r in trace.results:
+        if r.status != "useful":
+            failing.setdefault((r.name, r.args), []).append(r)
+    repeated = [rs for rs in failing.values() if len(rs) >= 3 or (len(rs) == 2 and rs[0].misuse)]
+    if not repeated:
+        return None
+    rs = max(repeated, key=len)
+    return _Finding(
+        MISUSE, rs[0].step, 0.4,
+        f"The agent repeated the same failing {rs[0].name} call {len(rs)} times instead of changing its arguments.",
+        f"After a failed {rs[0].name} call, change the arguments or use another tool.",
+        f"It called {rs[0].name} with identical arguments {len(rs)} times, failing each time.",
+        [(None, rs[0].step), (None, rs[-1].step)],
+    )
+
+
+def _logic(trace: _Trace, error: str) -> _Finding:
+    m = _LOGIC.search(error)
+    sign = m.group(0) if m else None
+    choice = re.search(r"Expected '([^']*)', but got '([^']*)'", error)
+    if choice:
+        actual = f"It chose {choice[2]!r}; the correct choice was {choice[1]!r}."
+    else:
+        actual = f"Its answer was well-formed but the check failed ({sign!r})." if sign else "Its answer was judged wrong."
+    return _Finding(
+        LOGIC, trace.final_answer(), 0.45 if sign else 0.3,
+        "The answer was well-formed but wrong: " + (f"the harness reports {sign!r}." if sign else "no clearer sign was found."),
+        "Produce an answer whose behaviour matches the task and passes its checks.",
+        actual, [(None, trace.final_answer()), (_LOGIC, None)],
+    )
+
+
+_RULES = (_infra, _schema, _misuse_starved, _starved, _hallucination, _looping)
+
+
+# -- public API -------------------------------------------------------------------------
+
+
+def require_default_categories(taxonomy: Taxonomy) -> None:
+    """Raise ValueError unless the taxonomy holds the six default categories the rules map to."""
+    missing = [name for name in CATEGORIES if name not in taxonomy.names]
+    if missing:
+        raise ValueError(
+            f"the heuristic backend maps to the default categories {list(CATEGORIES)}, but taxonomy "
+            f"{taxonomy.name!r} lacks {missing}; pass backend='gemini' for a custom taxonomy"
+        )
+
+
+def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> BaseModel:
+    """The rule-based answer for one failed attempt: an instance of answer_model(taxonomy)."""
+    require_default_categories(taxonomy)
+    trace = _read(events or [])
+    error = error_text or ""
+    finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
+    if not finding.symbols and finding.category != INFRA:
+        finding.symbols = [s for s, _ in _symbols(error)]
+    tools = [c.name for c in trace.calls] or [r.name for r in trace.results]
+    return answer_model(taxonomy)(
+        root_cause_category=finding.category,
+        explanation=finding.explanation,
+        expected_behavior=finding.expected,
+        actual_behavior=finding.actual,
+        root_cause_step=finding.step,
+        evidence=_evidence(trace, finding, error_text),
+        confidence=finding.confidence,
+        used_tools=bool(tools),
+        tools_called=list(dict.fromkeys(tools)),
+        received_useful_output=bool(trace.useful),
+        hallucinated_symbols=finding.symbols,
+        schema_validation_failed=finding.category == SCHEMA or _schema(trace, error) is not None,
+    )
+
+
+class HeuristicBackend:
+    """The Backend protocol over `diagnose`: no network, no tokens, no cost."""
+
+    name = "heuristic"
+    model = "heuristic"
+
+    async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
+        """One answer. A custom taxonomy raises (a setup error for every row); any other failure
+        becomes this row's error, so one odd trace cannot stop a batch."""
+        require_default_categories(request.taxonomy)
+        started = time.perf_counter()
+        try:
+            answer = diagnose(request.events, request.error_text, request.taxonomy)
+        except Exception as exc:
+            return AnalysisOutcome(error=f"heuristic failed: {type(exc).__name__}: {exc}",
+                                   latency_s=time.perf_counter() - started)
+        return AnalysisOutcome(answer=answer, latency_s=time.perf_counter() - started)
