@@ -142,3 +142,15 @@ def test_missing_runs_dir_is_a_clear_error(tmp_path: Path) -> None:
 ])
 def test_regex_baseline_follows_the_contract(text: str | None, tags: list[str]) -> None:
     assert regex_tags(text) == tags
+
+
+def test_demo_data_ingests_into_the_promised_spread(tmp_path: Path) -> None:
+    from rca.demo import make_demo
+
+    make_demo(tmp_path / "runs")
+    summary = ingest_runs(tmp_path / "runs", tmp_path / "c.db")
+    df = load_failures(tmp_path / "c.db")
+    assert summary.issues == [] and len(df) == summary.rows_added >= 60
+    assert df.run_id.nunique() >= 3 and df.generator.nunique() >= 2 and df.suite.nunique() >= 3
+    assert (df.event_kind == "generation_failure").any()
+    assert any(path.endswith("trace.yaml") for path in df.trace_log_path)
