@@ -79,7 +79,7 @@ _SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
 _BUILTINS = frozenset({"NoneType", "str", "int", "float", "bool", "bytes", "dict", "list", "tuple", "set",
                        "function", "method", "coroutine", "generator", "object", "type", "BaseModel", "create_agent"})
 _ANSWERED = re.compile(r"Answer '([\w.]+)' does not match")
-_BACKTICK = re.compile(r"`([A-Za-z_][\w.]{2,})")
+_BACKTICK = re.compile(r"(?<!`)`(?!`)([A-Za-z_][\w.]{2,})")
 _LOGIC = re.compile(
     r"AssertionError|^E?\s*assert\b|Expected '[^'\n]*', but got '[^'\n]*'|\bexpected\b[^\n]{0,80}\bgot\b"
     r"|does not match|wrong answer|FAILED|\w+Error\b", re.IGNORECASE | re.MULTILINE,
