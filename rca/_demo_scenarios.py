@@ -183,7 +183,7 @@ TOPICS = (
           "the system instruction that guides the model", "01: A minimal LlmAgent.", "", '"Greet the user warmly."',
           "AssertionError: Expected the reply to contain 'Hello'\nassert 'Hello' in 'Greetings, traveller! How can I help you today?'",
           "It is sent as the system instruction with every model request.", ("persona prompt", "system message")),
-    Topic("LlmAgent", "tools", "list[ToolUnion]", "[get_weather]", "functions", "ToolAgent",
+    Topic("LlmAgent", "tools", "list[ToolUnion]", "[get_weather]", "tool_functions", "ToolAgent",
           "registering the Python functions the model may call", "02: An LlmAgent with a simple function tool.",
           'def get_weather(city: str) -> dict:\n  return {"city": city, "forecast": "sunny"}', "[]",
           "AssertionError: Expected a function_call to 'get_weather'\nassert 'get_weather' in []",
@@ -458,17 +458,20 @@ def judged(case: Case, rng: random.Random, steps: list[Step], answer: dict[str, 
 
 # --- research: what an agent that uses its tools well does ------------------------------
 
-def research(case: Case, rng: random.Random, *, imports: bool = False) -> list[Step]:
-    """Look things up properly; the output really shows the right field (and exports, if asked)."""
+def research(case: Case, rng: random.Random, *, imports: bool = False, thorough: bool = False) -> list[Step]:
+    """Look things up properly; the output really shows the right field (and the package's
+    exports if imports, and every field of the class and its base if thorough)."""
     t = case.topic
     steps = [think(f"I should confirm how `{t.cls}` handles `{t.field}` before answering.")]
     pick = rng.random()
     if imports or pick < 0.3:
         steps += [call("list_directory", path=AGENTS), call("read_file", file_path=f"{AGENTS}/__init__.py")]
-    if pick < 0.55 or imports:
+    if pick < 0.55 or imports or thorough:
         steps.append(call("read_file", file_path=path_of(t.cls)))
     else:
         steps.append(call("search_file_content", pattern=rf"\b{t.field}\b", path=f"{ROOT}/src"))
+    if thorough and t.cls != "LlmAgent":
+        steps.append(call("read_file", file_path=path_of("BaseAgent")))
     return steps
 
 
@@ -610,7 +613,7 @@ def schema(case: Case, rng: random.Random, cli: bool) -> Outcome:
 def logic(case: Case, rng: random.Random, cli: bool) -> Outcome:
     """Facts right, output valid, behaviour wrong."""
     t = case.topic
-    steps = transient_429(research(case, rng), rng)
+    steps = transient_429(research(case, rng, thorough=True), rng)
     if case.kind == "code":
         if rng.random() < 0.3:
             steps.append(think("Building the agent; the caller will pick it up.", writer=True))
@@ -619,10 +622,16 @@ def logic(case: Case, rng: random.Random, cli: bool) -> Outcome:
         steps.append(think(f"Setting `{t.field}={t.bug}` should satisfy the task.", writer=True))
         return judged(case, rng, steps, answer_for(case, rng, rationale=f"Uses `{t.field}`.", code=code_for(t, value=t.bug)), t.assertion)
     if case.kind == "api":
-        other = next(f for f, *_r in CLASSES[t.cls][2] + CLASSES["BaseAgent"][2] if f not in (t.field, "name"))
-        steps.append(think(f"`{other}` looks closest to {t.purpose}.", writer=True))
-        return judged(case, rng, steps, answer_for(case, rng, rationale=f"`{other}` handles it.", field=other),
-                      f"Answer '{other}' does not match the expected parameter.")
+        others = [f for f, *_r in CLASSES[t.cls][2] if f not in (t.field, "model")]
+        if others:  # a real, visible neighbour of the right field
+            other = rng.choice(others)
+            steps.append(think(f"`{other}` looks closest to {t.purpose}.", writer=True))
+            return judged(case, rng, steps, answer_for(case, rng, rationale=f"`{other}` handles it.", field=other),
+                          f"Answer '{other}' does not match the expected parameter.")
+        base = "google.adk.agents.base_agent.BaseAgent"  # right field, credited to the base class it reads about
+        steps.append(think(f"`{t.cls}` subclasses `BaseAgent`, so the parameter belongs to `BaseAgent`.", writer=True))
+        return judged(case, rng, steps, answer_for(case, rng, rationale=f"`{t.field}` is inherited.", fqcn=base),
+                      f"fully_qualified_class_name '{base}' does not match.")
     letter = wrong_letter(case, rng)
     steps.append(think(f"The source uses `{t.field}`; reasoning about when it applies, option {letter} fits best.", writer=True))
     return judged(case, rng, steps, answer_for(case, rng, rationale=f"Given `{t.field}`, option {letter} follows.", letter=letter), "wrong")

@@ -68,8 +68,8 @@ def _attempt_causes(cause: str | None, rng: random.Random) -> tuple[str | None, 
     if cause is None:
         return (INFRA, None) if rng.random() < 0.08 else (None,)
     if cause in (INFRA, SCHEMA):
-        return (cause,) * rng.randint(1, 3 if cause == INFRA else 2)
-    return ((INFRA,) if rng.random() < 0.3 else ()) + (cause,)
+        return (cause,) * rng.randint(1, 2)
+    return ((INFRA,) if rng.random() < 0.2 else ()) + (cause,)
 
 
 def _plan(seed: int) -> list[RunPlan]:
