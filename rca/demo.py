@@ -35,7 +35,7 @@ TRACE_KEYS = ("type", "timestamp", "source", "role", "author", "tool_name", "too
               "tool_input", "tool_output", "content", "details")
 PART_KEYS = ("media_resolution", "code_execution_result", "executable_code", "file_data", "function_call",
              "function_response", "inline_data", "text", "thought", "thought_signature", "video_metadata")
-GroundTruth = dict[tuple[str, str, "int | None"], str]
+GroundTruth = dict[tuple[str, str, int | None], str]
 
 
 def _rng(*parts: object) -> random.Random:
