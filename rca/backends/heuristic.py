@@ -506,7 +506,7 @@ def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Tax
     trace = _read(events or [])
     error = error_text or ""
     finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
-    if not finding.symbols and finding.category != INFRA:
+    if not finding.symbols and finding.category not in (INFRA, SCHEMA):
         finding.symbols = [s for s, _ in _symbols(error)]
     tools = [c.name for c in trace.calls] or [r.name for r in trace.results]
     return answer_model(taxonomy)(
