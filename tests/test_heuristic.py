@@ -457,3 +457,23 @@ def test_demo_accuracy_per_category(tmp_path: Path) -> None:
     for category in CATEGORIES:
         assert hits[category] >= 1 and hits[category] / totals[category] >= 0.9, report
     assert seconds / len(attempts) < 0.005  # well under 5 ms per attempt
+
+
+def test_line_number_429_in_a_traceback_is_not_a_rate_limit() -> None:
+    error = PYTEST_HEAD + "site-packages/google/adk/runners.py:429: in run_async\nE       AssertionError: assert 5 == 3\n"
+    assert category_of(diagnose([], error)) == "Logic Error"
+    assert category_of(diagnose([], "ClientError: 429 Too Many Requests")) == "Infrastructure"
+
+
+def test_a_tool_result_marked_as_failed_is_not_useful_output() -> None:
+    events = [user("Fix it."), *tool("read_file", "partial", file_path="src/a.py"), model(answer_json(code="x"))]
+    events[2]["details"] = {"status": "error"}
+    answer = diagnose(events, "AssertionError")
+    assert not answer.received_useful_output and category_of(answer) == "Context Starvation"
+
+
+def test_pathological_error_text_stays_linear() -> None:
+    blob = "A" * 300_000  # one huge word: backtracking patterns would take minutes here
+    started = time.perf_counter()
+    diagnose([user("go"), model(blob)], f"{blob}() got an unexpected keyword argument\n{blob}Error {blob}")
+    assert time.perf_counter() - started < 0.5

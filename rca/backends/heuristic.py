@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from pydantic import BaseModel
 
@@ -52,7 +52,7 @@ _HEAD = 400  # a tool's status shows in its first lines, not in the files it pri
 _SCAN = 20_000  # error signs sit at the start or end of a long text
 
 _INFRA = re.compile(
-    r"\b429\b|RESOURCE_EXHAUSTED|ResourceExhausted|DEADLINE_EXCEEDED|DeadlineExceeded|TimeoutError"
+    r"(?<!line )(?<![\w:.])429(?![\w:.])|RESOURCE_EXHAUSTED|ResourceExhausted|DEADLINE_EXCEEDED|DeadlineExceeded|TimeoutError"
     r"|\b50[0234] (?:INTERNAL|UNAVAILABLE|Deadline|Service Unavailable|Bad Gateway|Gateway Timeout|Internal Server Error)"
     r"|ServerError|ServiceUnavailable|libpod|/containers/[^\s\"]*/exec|failed with code 12[56]|OCI runtime"
     r"|ConnectionError|ConnectError|RemoteDisconnected|Connection (?:refused|reset|aborted)"
@@ -72,17 +72,17 @@ _SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
     (re.compile(r"module '([\w.]+)' has no attribute '(\w+)'"), lambda m: (m[2], m[1])),
     (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
     (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
-    (re.compile(r"(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"\b(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
     (re.compile(r"validation errors? for (\w+)\n(\w+)\n\s+Extra inputs are not permitted"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
     (re.compile(r"'([\w.]+\.\w+)' does not exist"), lambda m: (m[1].rpartition(".")[2], m[1].rpartition(".")[0])),
 )
 _BUILTINS = frozenset({"NoneType", "str", "int", "float", "bool", "bytes", "dict", "list", "tuple", "set",
                        "function", "method", "coroutine", "generator", "object", "type", "BaseModel", "create_agent"})
 _ANSWERED = re.compile(r"Answer '([\w.]+)' does not match")
-_BACKTICK = re.compile(r"(?<!`)`(?!`)([A-Za-z_][\w.]{2,})")
+_BACKTICK = re.compile(r"(?<!`)`(?!`)([A-Za-z_][\w.]{2,})")  # `name`, not a ``` fence
 _LOGIC = re.compile(
     r"AssertionError|^E?\s*assert\b|Expected '[^'\n]*', but got '[^'\n]*'|\bexpected\b[^\n]{0,80}\bgot\b"
-    r"|does not match|wrong answer|FAILED|\w+Error\b", re.IGNORECASE | re.MULTILINE,
+    r"|does not match|wrong answer|FAILED|\b\w+Error\b", re.IGNORECASE | re.MULTILINE,
 )
 _JUDGED = re.compile(r"AssertionError|Expected '[^'\n]*', but got|does not match|validation error|ImportError|"
                      r"ModuleNotFoundError|has no attribute")
@@ -104,22 +104,15 @@ _PATH_MISSING = re.compile(r"(?i:no such file or directory|FileNotFoundError|(?:
                            r"|does not exist|ENOENT)")
 _LISTING = re.compile(r"(?i:list|glob|find|tree|\bls\b|search|grep)")
 
-Needle = tuple["re.Pattern[str] | str | None", "int | None"]  # what to quote (None: the step's first line), where
-
-
-@dataclass(slots=True)
-class _Call:
-    step: int
-    name: str
-    args: str
+Needle = tuple[Union["re.Pattern[str]", str, None], Union[int, None]]  # what to quote (None: a line of the step), where
 
 
 @dataclass(slots=True)
 class _Result:
     step: int
     name: str
-    text: str
     args: str
+    text: str
     status: str = "useful"  # useful | empty | nomatch | error
     misuse: str | None = None
 
@@ -129,22 +122,19 @@ class _Trace:
     """What the rules need from the events, built in one pass."""
 
     texts: list[tuple[int, str, bool]] = field(default_factory=list)  # (step, text, shown raw) to quote from
-    calls: list[_Call] = field(default_factory=list)
+    calls: list[tuple[int, str]] = field(default_factory=list)  # (step, tool name)
     results: list[_Result] = field(default_factory=list)
-    answers: list[tuple[int, str]] = field(default_factory=list)  # model text
+    answers: list[tuple[int, str]] = field(default_factory=list)  # what the model wrote
     errors: list[tuple[int, str]] = field(default_factory=list)  # CLI_STDERR / GEMINI_CLIENT_ERROR
     prompt: str = ""  # the user's messages: the task
+    prompt_steps: set[int] = field(default_factory=set)
 
     @property
     def useful(self) -> list[_Result]:
         return [r for r in self.results if r.status == "useful"]
 
-    @property
-    def last_step(self) -> int | None:
-        return self.texts[-1][0] if self.texts else None
-
     def final_answer(self) -> int | None:
-        return self.answers[-1][0] if self.answers else self.last_step
+        return self.answers[-1][0] if self.answers else self.texts[-1][0] if self.texts else None
 
     def writer_text(self) -> str:
         """What the model wrote after its last tool result: the answer and the reasoning for it."""
@@ -179,13 +169,11 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _flat(value: Any) -> str:
-    return value if isinstance(value, str) else "\n".join(_strings(value))
-
-
-def _classify(result: _Result, raw: Any) -> None:
+def _classify(result: _Result, raw: Any, failed: bool) -> None:
     head = result.text[:_HEAD]
-    if isinstance(raw, dict) and any(str(k).lower() in ("error", "exception") and v for k, v in raw.items()):
+    if failed or isinstance(raw, dict) and any(
+            (str(k).lower() in ("error", "exception") and v) or (k == "status" and v in ("error", "failed"))
+            for k, v in raw.items()):
         result.status = "error"
     elif _EMPTY.match(result.text):
         result.status = "empty"
@@ -198,26 +186,29 @@ def _classify(result: _Result, raw: Any) -> None:
 
 
 def _read(events: list[dict[str, Any]]) -> _Trace:
+    """One pass over the events: tool calls and results (both event styles), model text, errors."""
     trace = _Trace()
-    names: dict[Any, tuple[str, str]] = {}
-    prompt: list[str] = []
+    calls: dict[Any, tuple[str, str]] = {}  # call id -> (tool, its arguments as JSON)
+
+    def keep(step: int, value: Any) -> str:
+        trace.texts.extend((step, s, isinstance(value, str)) for s in _strings(value))
+        return value if isinstance(value, str) else "\n".join(_strings(value))
 
     def call(step: int, name: Any, args: Any, call_id: Any) -> None:
-        trace.calls.append(_Call(step, str(name or "?"), json.dumps(args, sort_keys=True, default=str)))
-        if call_id is not None:
-            names[call_id] = (trace.calls[-1].name, trace.calls[-1].args)
+        trace.calls.append((step, str(name or "?")))
+        calls[call_id] = (str(name or "?"), json.dumps(args, sort_keys=True, default=str))
 
-    def result(step: int, name: Any, raw: Any, call_id: Any) -> None:
-        known = names.get(call_id) or (str(name or "?"), "")
-        r = _Result(step, str(name or known[0]), _flat(raw), known[1])
-        _classify(r, raw)
-        trace.results.append(r)
-        trace.texts.extend((step, s, isinstance(raw, str)) for s in _strings(raw))
+    def result(step: int, name: Any, raw: Any, call_id: Any, failed: bool = False) -> None:
+        tool, args = calls.get(call_id, (str(name or "?"), "")) if call_id is not None else (str(name or "?"), "")
+        trace.results.append(_Result(step, str(name or tool), args, keep(step, raw)))
+        _classify(trace.results[-1], raw, failed)
 
     def text(step: int, value: Any, role: Any) -> None:
-        flat = _flat(value)
-        (prompt.append(flat) if role == "user" else trace.answers.append((step, flat)))
-        trace.texts.extend((step, s, isinstance(value, str)) for s in _strings(value))
+        if role == "user":
+            trace.prompt += keep(step, value) + "\n"
+            trace.prompt_steps.add(step)
+        else:
+            trace.answers.append((step, keep(step, value)))
 
     for step, event in enumerate(events):
         if not isinstance(event, dict):
@@ -226,26 +217,23 @@ def _read(events: list[dict[str, Any]]) -> _Trace:
         if kind == "tool_use":
             call(step, event.get("tool_name"), event.get("tool_input"), event.get("tool_call_id"))
         elif kind == "tool_result":
-            result(step, event.get("tool_name"), event.get("tool_output"), event.get("tool_call_id"))
+            details = event.get("details") if isinstance(event.get("details"), dict) else {}
+            result(step, event.get("tool_name"), event.get("tool_output"), event.get("tool_call_id"),
+                   details.get("status") in ("error", "failed"))
         elif kind == "ADK_EVENT" and isinstance(content, dict) and isinstance(content.get("parts"), list):
-            role = content.get("role") or event.get("role")
-            for part in content["parts"]:
-                if not isinstance(part, dict):
-                    continue
+            for part in (p for p in content["parts"] if isinstance(p, dict)):
                 if isinstance(fc := part.get("function_call"), dict):
                     call(step, fc.get("name"), fc.get("args"), fc.get("id"))
                 if isinstance(fr := part.get("function_response"), dict):
                     result(step, fr.get("name"), fr.get("response"), fr.get("id"))
                 if isinstance(part.get("text"), str):
-                    text(step, part["text"], role)
+                    text(step, part["text"], content.get("role") or event.get("role"))
         elif kind in ("CLI_STDERR", "GEMINI_CLIENT_ERROR"):
-            trace.errors.append((step, _flat([content, event.get("details")])))
-            trace.texts.extend((step, s, isinstance(content, str)) for s in _strings([content, event.get("details")]))
+            trace.errors.append((step, keep(step, content) + "\n" + keep(step, event.get("details"))))
         elif kind in ("message", "GEMINI_API_RESPONSE", "CLI_STDOUT_FULL", "CLI_STDOUT_RAW", "ADK_EVENT"):
             text(step, content, event.get("role"))
         else:
-            trace.texts.extend((step, s, isinstance(content, str)) for s in _strings(content))
-    trace.prompt = "\n".join(prompt)
+            keep(step, content)
     return trace
 
 
@@ -261,7 +249,7 @@ def _symbols(error: str) -> list[tuple[str, str]]:
 
 
 def _shown(name: str, text: str) -> bool:
-    return re.search(rf"(?<![\w]){re.escape(name)}(?!\w)", text) is not None
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
 
 
 def _unverified(trace: _Trace, error: str, seen: str) -> list[str]:
@@ -271,13 +259,9 @@ def _unverified(trace: _Trace, error: str, seen: str) -> list[str]:
     parameter or attribute must be backed by a tool, even if the task mentions it.
     """
     names = dict.fromkeys([*_ANSWERED.findall(error), *_BACKTICK.findall(trace.writer_text())])
-    out = []
-    for name in names:
-        leaf = name.rstrip(".").rpartition(".")[2]
-        if len(leaf) < 3 or _shown(leaf, seen) or (leaf[0].isupper() and _shown(leaf, trace.prompt)):
-            continue
-        out.append(leaf)
-    return out
+    leaves = (name.rstrip(".").rpartition(".")[2] for name in names)
+    return [leaf for leaf in leaves if len(leaf) >= 3 and not _shown(leaf, seen)
+            and not (leaf[0].isupper() and _shown(leaf, trace.prompt))]
 
 
 # -- quoting ----------------------------------------------------------------------------
@@ -290,35 +274,30 @@ def _quote(text: str, start: int, end: int) -> str | None:
     if hi - lo > MAX_QUOTE:
         lo = max(lo, start - (MAX_QUOTE - min(end - start, MAX_QUOTE)) // 2)
         hi = min(hi, lo + MAX_QUOTE)
-    while lo < hi and text[lo].isspace():
-        lo += 1
-    while hi > lo and text[hi - 1].isspace():
-        hi -= 1
-    quote = text[lo:hi]
+    quote = text[lo:hi].strip()
     return quote if len(quote) >= 3 and redact(quote) == quote else None
 
 
 def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | None:
-    if needle is None:
+    if needle is None:  # the step's first line with some substance
         m = re.search(r"\S.{2,}", text[:_SCAN])
-        return m.span() if m else None
-    if isinstance(needle, str):
+    elif isinstance(needle, str):
         at = text.rfind(needle)
-        return (at, at + len(needle)) if needle and at >= 0 else None
-    if m := needle.search(text[:_SCAN]):
-        return m.span()
-    tail = max(len(text) - _SCAN, _SCAN)
-    return (m.start() + tail, m.end() + tail) if len(text) > _SCAN and (m := needle.search(text[tail:])) else None
+        return (at, at + len(needle)) if at >= 0 else None
+    elif not (m := needle.search(text[:_SCAN])) and len(text) > 2 * _SCAN:
+        tail = len(text) - _SCAN
+        return (m.start() + tail, m.end() + tail) if (m := needle.search(text, tail)) else None
+    return m.span() if m else None
 
 
 def _find(trace: _Trace, needle: re.Pattern[str] | str | None, step: int | None) -> tuple[int, str] | None:
-    """A one-line quote of `needle` from the trace, at `step` if given, latest first."""
+    """A one-line quote of `needle` at `step` (anywhere but the task prompt if None), latest first."""
     for s, text, raw in reversed(trace.texts):
-        if (step is not None and s != step) or not (span := _span(text, needle)):
+        if (s != step) if step is not None else (s in trace.prompt_steps):
             continue
-        quote = _quote(text, *span)
-        if quote and (raw or not ('"' in quote or "\\" in quote)):  # nested values are shown as JSON: escapes
-            return s, quote
+        if (span := _span(text, needle)) and (quote := _quote(text, *span)):
+            if raw or not ('"' in quote or "\\" in quote):  # nested values are rendered as JSON, escaped
+                return s, quote
     return None
 
 
@@ -328,14 +307,11 @@ def _evidence(trace: _Trace, finding: _Finding, error_text: str | None) -> list[
         hit = _find(trace, needle, step) if needle != "" else None
         if hit and all(q["quote"] != hit[1] for q in quotes):
             quotes.append({"step": hit[0], "quote": hit[1]})
-        if len(quotes) == 3:
-            return quotes
     if not quotes and error_text:  # nothing in the trace to quote: the harness's message, which is no step
         pattern = next((n for n, _ in finding.needles if isinstance(n, re.Pattern) and n.search(error_text)), None)
-        span = _span(error_text, pattern)
-        if span and (quote := _quote(error_text, *span)):
+        if (span := _span(error_text, pattern)) and (quote := _quote(error_text, *span)):
             quotes.append({"step": None, "quote": quote})
-    return quotes
+    return quotes[:3]
 
 
 # -- rules ------------------------------------------------------------------------------
@@ -353,7 +329,7 @@ def _infra(trace: _Trace, error: str) -> _Finding | None:
         (step, m), where = hits[-1], "the client's error output, after which the model produced nothing"
     sign = m.group(0)
     return _Finding(
-        INFRA, step if step is not None else trace.last_step, 0.6,
+        INFRA, step if step is not None else (trace.errors[-1][0] if trace.errors else trace.final_answer()), 0.6,
         f"The attempt died on an environment fault ({sign!r} in {where}), not on anything the agent decided.",
         "The model call and sandbox complete, so the agent's answer can be judged.",
         f"The run stopped on {sign!r} before a judgeable answer existed.",
@@ -362,8 +338,7 @@ def _infra(trace: _Trace, error: str) -> _Finding | None:
 
 
 def _schema(trace: _Trace, error: str) -> _Finding | None:
-    m = _PARSE_FAIL.search(error)
-    model = _PYDANTIC.search(error)
+    m, model = _PARSE_FAIL.search(error), _PYDANTIC.search(error)
     if not m and not (model and not _CODE_RAN.search(error)):
         return None
     sign = (m or model).group(0)  # type: ignore[union-attr]
@@ -376,7 +351,7 @@ def _schema(trace: _Trace, error: str) -> _Finding | None:
         f"The final answer does not satisfy {what}{detail}; the harness reports {sign!r}.",
         f"Return one JSON object that parses and validates against {what}.",
         f"It returned an answer the harness rejected with {sign!r}{detail}.",
-        [(f'"{bad[1]}"', step) if bad and bad[2].startswith("Extra") else ("", None), (None, step)],
+        [(f'"{bad[1]}"' if bad and bad[2].startswith("Extra") else "", step), (None, step)],
     )
 
 
@@ -385,7 +360,7 @@ def _misuse_starved(trace: _Trace, error: str) -> _Finding | None:
         return None
     bad = [r for r in trace.results if r.misuse]
     missing = [r for r in trace.results if _PATH_MISSING.search(r.text[:_HEAD])]
-    listed = bool(missing) and any(_LISTING.search(c.name) for c in trace.calls if c.step < missing[0].step)
+    listed = bool(missing) and any(_LISTING.search(name) for s, name in trace.calls if s < missing[0].step)
     if not bad and (len(missing) < 2 or listed):
         return None
     first = (bad or missing)[0]
@@ -395,7 +370,8 @@ def _misuse_starved(trace: _Trace, error: str) -> _Finding | None:
         MISUSE, first.step, 0.5,
         f"The agent {why} ({tools}); no tool call succeeded, so it never saw the source it needed and guessed.",
         f"Call {tools} with valid arguments (list a directory before reading from it) and answer from the output.",
-        f"It {why}, got only errors from {len(trace.results)} tool calls, and answered anyway.",
+        f"It {why} ({first.name} {first.args[:80]}), got only errors from {len(trace.results)} tool calls, "
+        "and answered anyway.",
         [(None, first.step), *((None, r.step) for r in (bad or missing)[1:2]), (None, trace.final_answer())],
     )
 
@@ -405,19 +381,15 @@ def _starved(trace: _Trace, error: str) -> _Finding | None:
         return None
     symbols = [s for s, _ in _symbols(error)]
     guess = f" and guessed {', '.join(symbols)}" if symbols else ""
-    step = trace.final_answer()
-    if trace.results:
-        tools = ", ".join(dict.fromkeys(r.name for r in trace.results))
-        actual = f"Its {tools} calls returned only empty, no-match or error results; it answered anyway{guess}."
-        needles: list[Needle] = [(None, r.step) for r in trace.results[:2]]
-    else:
-        actual = f"It answered from memory without calling any tool{guess}."
-        needles = []
+    tools = ", ".join(dict.fromkeys(r.name for r in trace.results))
     return _Finding(
-        STARVE, step, 0.5 if trace.results else 0.4,
+        STARVE, trace.final_answer(), 0.5 if trace.results else 0.4,
         f"The agent never got useful context from its tools, so its answer was a guess{guess}.",
         "Search and read the framework's source until the needed API is found, then answer from it.",
-        actual, [*needles, *((s.rpartition(".")[2], None) for s in symbols[:1]), (None, step)], symbols,
+        f"Its {tools} calls returned only empty, no-match or error results; it answered anyway{guess}."
+        if trace.results else f"It answered from memory without calling any tool{guess}.",
+        [*((None, r.step) for r in trace.results[:2]), *((s.rpartition(".")[2], None) for s in symbols[:1]),
+         (None, trace.final_answer())], symbols,
     )
 
 
@@ -429,8 +401,7 @@ def _hallucination(trace: _Trace, error: str) -> _Finding | None:
     symbols = [s for s, _ in named] or _unverified(trace, error, seen)
     if not symbols:
         return None
-    leaf = symbols[0].rpartition(".")[2]
-    owner = named[0][1] if named else ""
+    leaf, owner = symbols[0].rpartition(".")[2], named[0][1] if named else ""
     owner_leaf = owner.rpartition(".")[2]
     if _shown(leaf, seen):
         how, confidence = f"the tool output does show {leaf!r}, elsewhere than the agent used it", 0.4
@@ -438,15 +409,15 @@ def _hallucination(trace: _Trace, error: str) -> _Finding | None:
         how, confidence = f"the tool output shows {owner!r} but never {leaf!r}", 0.6
     else:
         how, confidence = f"no tool output ever showed {leaf!r}", 0.55 if named else 0.45
-    tools = ", ".join(dict.fromkeys(c.name for c in trace.calls)) or "its tools"
+    tools = ", ".join(dict.fromkeys(name for _, name in trace.calls)) or "its tools"
     step = next((s for s, t in reversed(trace.answers) if leaf in t), trace.final_answer())
-    sign = f" ({error.strip().splitlines()[0][:120]})" if named and error.strip() else ""
+    sign = f" ({error.strip().splitlines()[0][:120]})" if named else ""
     return _Finding(
         HALLU, step, confidence,
         f"The agent relied on {', '.join(symbols)}, which does not exist{sign}; {how}.",
         f"Use only names that {tools} showed to exist{f' in {owner}' if owner else ''}.",
         f"After reading real source with {tools}, it wrote {leaf!r} into its answer anyway.",
-        [(leaf, step), (f"class {owner_leaf}", None) if owner_leaf else ("", None), (None, step)], symbols,
+        [(leaf, step), (f"class {owner_leaf}" if owner_leaf else "", None), (None, step)], symbols,
     )
 
 
@@ -463,16 +434,14 @@ def _looping(trace: _Trace, error: str) -> _Finding | None:
         MISUSE, rs[0].step, 0.4,
         f"The agent repeated the same failing {rs[0].name} call {len(rs)} times instead of changing its arguments.",
         f"After a failed {rs[0].name} call, change the arguments or use another tool.",
-        f"It called {rs[0].name} with identical arguments {len(rs)} times, failing each time.",
+        f"It called {rs[0].name} {rs[0].args[:80]} {len(rs)} times, failing each time.",
         [(None, rs[0].step), (None, rs[-1].step)],
     )
 
 
 def _logic(trace: _Trace, error: str) -> _Finding:
-    m = _LOGIC.search(error)
-    sign = m.group(0) if m else None
-    choice = re.search(r"Expected '([^']*)', but got '([^']*)'", error)
-    if choice:
+    sign = m.group(0) if (m := _LOGIC.search(error)) else None
+    if choice := re.search(r"Expected '([^']*)', but got '([^']*)'", error):
         actual = f"It chose {choice[2]!r}; the correct choice was {choice[1]!r}."
     else:
         actual = f"Its answer was well-formed but the check failed ({sign!r})." if sign else "Its answer was judged wrong."
@@ -492,8 +461,7 @@ _RULES = (_infra, _schema, _misuse_starved, _starved, _hallucination, _looping)
 
 def require_default_categories(taxonomy: Taxonomy) -> None:
     """Raise ValueError unless the taxonomy holds the six default categories the rules map to."""
-    missing = [name for name in CATEGORIES if name not in taxonomy.names]
-    if missing:
+    if missing := [name for name in CATEGORIES if name not in taxonomy.names]:
         raise ValueError(
             f"the heuristic backend maps to the default categories {list(CATEGORIES)}, but taxonomy "
             f"{taxonomy.name!r} lacks {missing}; pass backend='gemini' for a custom taxonomy"
@@ -503,12 +471,11 @@ def require_default_categories(taxonomy: Taxonomy) -> None:
 def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> BaseModel:
     """The rule-based answer for one failed attempt: an instance of answer_model(taxonomy)."""
     require_default_categories(taxonomy)
-    trace = _read(events or [])
-    error = error_text or ""
+    trace, error = _read(events or []), error_text or ""
     finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
     if not finding.symbols and finding.category not in (INFRA, SCHEMA):
         finding.symbols = [s for s, _ in _symbols(error)]
-    tools = [c.name for c in trace.calls] or [r.name for r in trace.results]
+    tools = [name for _, name in trace.calls] or [r.name for r in trace.results]
     return answer_model(taxonomy)(
         root_cause_category=finding.category,
         explanation=finding.explanation,
