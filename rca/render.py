@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby, zip_longest
 from typing import Any
 
 import pydantic
@@ -113,7 +114,7 @@ def _clean(value: Any) -> Any:
         return _binary(len(value))
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return repr(value)
+    return _safe_repr(value)
 
 
 def _json(value: Any) -> str:
@@ -176,7 +177,7 @@ def _scrub_b64(m: re.Match[str]) -> str:
     run = m.group(0)
     if run.isdigit() or run.islower() or run.isupper() or not any(c.isdigit() for c in run):
         return run  # separators, hex digests, identifiers: not a binary payload
-    return _binary(len(run) * 3 // 4)
+    return _binary(len(run.rstrip("=")) * 3 // 4)
 
 
 def _scrub_binary(text: str) -> str:
@@ -194,15 +195,11 @@ def _weak_error(text: str) -> bool:
 
 def _output_error(value: Any, text: str) -> bool:
     """A tool's output signals failure: an error field or status, or an error at its start or end."""
-    if isinstance(value, Mapping):
-        for key, v in value.items():
-            k = str(key).lower()
-            if k in _ERROR_KEYS and v:
-                return True
-            if k in ("status", "state") and isinstance(v, str) and v.lower() in _ERROR_STATUS:
-                return True
-            if k in ("is_error", "iserror") and v is True:
-                return True
+    for key, v in value.items() if isinstance(value, Mapping) else ():
+        k = str(key).lower()
+        if (k in _ERROR_KEYS and v) or (k in ("is_error", "iserror") and v is True) or (
+                k in ("status", "state") and isinstance(v, str) and v.lower() in _ERROR_STATUS):
+            return True
     windows = (text,) if len(text) <= 2 * _WINDOW else (text[:_WINDOW], text[-_WINDOW:])
     return any(_STRONG_ERROR.search(w) or ("429" in w and _HTTP_429.search(w)) for w in windows)
 
@@ -212,7 +209,7 @@ def _output_error(value: Any, text: str) -> bool:
 
 def _parts(content: Any) -> tuple[str, bool]:
     """ADK content `{"parts": [...], "role": ...}`: one line per non-null part."""
-    if not isinstance(content, Mapping) or not isinstance(content.get("parts"), Sequence):
+    if not isinstance(content, Mapping) or not isinstance(content.get("parts"), (list, tuple)):
         text = _text(content)
         return text, _weak_error(text)
     lines: list[str] = []
@@ -263,16 +260,12 @@ def _render_event(event: Any, names: dict[Any, str]) -> tuple[str, str, bool]:
         head, body = f"tool_result {name}: ", _text(output)
         error = error or _output_error(output, body)
         consumed = {"tool_name", "tool_output"}
-    elif kind == "message":
-        head = f"message {_name(event.get('role') or event.get('author'))}: "
+    elif kind in ("message", "ADK_EVENT"):  # ADK names the sub-agent; a message its role
+        who = event.get("role") or event.get("author") if kind == "message" else event.get("author")
+        head = f"{kind} {_name(who)}: "
         body, err = _parts(event.get("content"))
         error = error or err
         consumed = {"role", "author", "content"}
-    elif kind == "ADK_EVENT":
-        head = f"ADK_EVENT {_name(event.get('author'))}: "
-        body, err = _parts(event.get("content"))
-        error = error or err
-        consumed = {"author", "content", "role"}
     else:
         author = event.get("author")
         head = f"{kind} {_name(author)}: " if author else f"{kind}: "
@@ -342,16 +335,8 @@ def _elision(first: int, last: int, count: int, tokens: int) -> str:
 
 def _middle_out(items: list[int]) -> list[int]:
     """`items` ordered from the middle outwards, alternating right and left."""
-    order: list[int] = []
-    lo, hi = len(items) // 2 - 1, len(items) // 2
-    while lo >= 0 or hi < len(items):
-        if hi < len(items):
-            order.append(items[hi])
-            hi += 1
-        if lo >= 0:
-            order.append(items[lo])
-            lo -= 1
-    return order
+    mid = len(items) // 2
+    return [p for pair in zip_longest(items[mid:], items[mid - 1 :: -1] if mid else []) for p in pair if p is not None]
 
 
 def _water_level(lengths: list[int], allowance: int) -> int:
@@ -381,7 +366,7 @@ def _fit(blocks: list[_Block], cap: int, n_events: int) -> tuple[str, int]:
     prefixes = [b.prefix() for b in blocks]
     sizes = [len(pf) + len(b.body) for pf, b in zip(prefixes, blocks)]
     tokens = [-(-s // CHARS_PER_TOKEN) for s in sizes]
-    reserve = len(_elision(n_events - 1, n_events - 1, n_events, sum(tokens))) + 1  # >= any marker + newline
+    reserve = len(_elision(n_events, n_events + 1, n_events, sum(tokens))) + 1  # >= any marker + newline
     dropped = [False] * n
     total, bodies, segments = sum(sizes) + n - 1, sum(len(b.body) for b in blocks), 0
 
@@ -407,18 +392,13 @@ def _fit(blocks: list[_Block], cap: int, n_events: int) -> tuple[str, int]:
     body_of = dict(zip(kept, bodies_text))
 
     items: list[str] = []
-    p = 0
-    while p < n:
-        if not dropped[p]:
-            items.append(prefixes[p] + body_of[p])
-            p += 1
+    for gone, group in groupby(range(n), key=dropped.__getitem__):
+        run = list(group)
+        if not gone:
+            items.extend(prefixes[p] + body_of[p] for p in run)
             continue
-        q = p
-        while q + 1 < n and dropped[q + 1]:
-            q += 1
-        first, last = blocks[p].first, blocks[q].last
-        items.append(_elision(first, last, last - first + 1, sum(tokens[p : q + 1])))
-        p = q + 1
+        first, last = blocks[run[0]].first, blocks[run[-1]].last
+        items.append(_elision(first, last, last - first + 1, sum(tokens[p] for p in run)))
     text = "\n".join(items)
     if len(text) > cap:  # unreachable by construction; the budget is a hard promise
         text = _shorten(text, cap)
