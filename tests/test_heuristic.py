@@ -475,5 +475,7 @@ def test_a_tool_result_marked_as_failed_is_not_useful_output() -> None:
 def test_pathological_error_text_stays_linear() -> None:
     blob = "A" * 300_000  # one huge word: backtracking patterns would take minutes here
     started = time.perf_counter()
-    diagnose([user("go"), model(blob)], f"{blob}() got an unexpected keyword argument\n{blob}Error {blob}")
+    error = f"{blob}() got an unexpected keyword argument\n{blob}Error {blob}"
+    diagnose([user("go"), model(blob)], error)
+    diagnose([], error)  # reaches the last rule too
     assert time.perf_counter() - started < 0.5
