@@ -1,0 +1,344 @@
+"""Plotly charts of root causes, one function per report section: DataFrame in, Figure out.
+
+Pure functions over rows of `load_failures` / `analyze_failures`. Categories are read from
+the data, so any taxonomy works; each category keeps one color in every chart. A frame
+with no analyzed rows gives a figure that says so instead of raising, so a report on a
+fresh cache still renders. Hover text names the benchmarks behind each mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io._base_renderers import HtmlRenderer
+from plotly.offline import get_plotlyjs
+
+from rca.schema import DEFAULT_TAXONOMY
+
+__all__ = [
+    "EMPTY_MESSAGE", "baseline_disagreements", "baseline_heatmap", "by_generator", "by_suite", "categories_bar",
+    "category_colors", "category_order", "confidence_by_category", "evidence_verified", "runs_over_time",
+    "sunburst", "use_offline_renderer",
+]
+
+EMPTY_MESSAGE = "no analyzed failures yet"
+NO_TAG = "(no tag)"
+TEMPLATE = "plotly_white"
+# Fixed colors for the built-in taxonomy; Infrastructure is grey because it is not the agent's fault.
+_FIXED = dict(zip(DEFAULT_TAXONOMY.names, ("#4C78A8", "#E45756", "#F58518", "#B279A2", "#54A24B", "#9D9D9D")))
+_PALETTE = ("#72B7B2", "#EECA3B", "#FF9DA6", "#9D755D", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D",
+            "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1")
+
+
+class _OfflineRenderer(HtmlRenderer):
+    """Each figure as a div plus a script, without the MathJax CDN script plotly's own notebook
+    renderer adds; plotly.js itself is embedded once by use_offline_renderer()."""
+
+    def __init__(self) -> None:
+        super().__init__(connected=False, full_html=False, global_init=False, include_plotlyjs=False)
+
+    def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:  # type: ignore[override]
+        html = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
+                           full_html=False, validate=False)
+        return {"text/html": html}
+
+
+def use_offline_renderer() -> None:
+    """Show figures as plotly JSON (JupyterLab, VS Code) and as HTML that works offline once the
+    notebook is exported (nbconvert, mail, archive): plotly.js is embedded here, once."""
+    pio.renderers["rca_offline"] = _OfflineRenderer()
+    pio.renderers.default = "plotly_mimetype+rca_offline"
+    from IPython import get_ipython
+    from IPython.display import HTML, display
+
+    if get_ipython() is not None:
+        display(HTML(f"<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script><script>{get_plotlyjs()}</script>"))
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+def analyzed(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that carry a category."""
+    if "category" not in df:
+        return df.iloc[0:0].assign(category=pd.Series(dtype=object))
+    return df[df["category"].notna()]
+
+
+def category_order(df: pd.DataFrame) -> list[str]:
+    """Categories by count, most frequent first (ties by name): one order for every chart."""
+    counts = analyzed(df)["category"].astype(str).value_counts()
+    return sorted(counts.index, key=lambda c: (-counts[c], c))
+
+
+def category_colors(categories: Iterable[str]) -> dict[str, str]:
+    """One color per category: fixed for the built-in taxonomy, else by sorted name, so the same
+    set of categories always gets the same colors."""
+    colors: dict[str, str] = {}
+    free = [c for c in _PALETTE if c not in _FIXED.values()]
+    for i, name in enumerate(sorted(c for c in set(categories) if c not in _FIXED)):
+        colors[name] = free[i % len(free)]
+    return {name: _FIXED.get(name) or colors[name] for name in categories}
+
+
+def _names(values: Iterable[object], k: int = 4) -> str:
+    """A short list of distinct benchmark names for hover text."""
+    unique = list(dict.fromkeys(str(v) for v in values if v is not None and v == v))
+    more = f" (+{len(unique) - k} more)" if len(unique) > k else ""
+    return "<br>  ".join(unique[:k]) + more
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 450, legend: bool = True) -> go.Figure:
+    fig.update_layout(title={"text": title, "x": 0.01}, template=TEMPLATE, height=height,
+                      xaxis_title=x, yaxis_title=y, legend_title_text="Root cause" if legend else None,
+                      showlegend=legend, margin={"l": 60, "r": 30, "t": 70, "b": 60})
+    return fig
+
+
+def empty_figure(title: str, message: str = EMPTY_MESSAGE) -> go.Figure:
+    """A titled figure with one centered note instead of data."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 16})
+    fig.update_layout(title={"text": title, "x": 0.01}, template=TEMPLATE, height=300,
+                      xaxis={"visible": False}, yaxis={"visible": False})
+    return fig
+
+
+# --- 2. root causes overall --------------------------------------------------------------
+
+def categories_bar(df: pd.DataFrame) -> go.Figure:
+    """Count and share of each root cause: the headline of the report."""
+    rows = analyzed(df)
+    title = "Root causes of failed attempts"
+    if rows.empty:
+        return empty_figure(title)
+    order = category_order(rows)
+    colors = category_colors(order)
+    groups = rows.groupby("category")["benchmark_name"]
+    counts = [int(groups.size()[c]) for c in order]
+    shares = [n / len(rows) for n in counts]
+    fig = go.Figure(go.Bar(
+        x=order, y=counts, marker_color=[colors[c] for c in order],
+        text=[f"{n} ({s:.0%})" for n, s in zip(counts, shares)], textposition="outside",
+        customdata=[[s, _names(groups.get_group(c))] for c, s in zip(order, shares)],
+        hovertemplate="<b>%{x}</b><br>%{y} failed attempts (%{customdata[0]:.0%})"
+                      "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
+    ))
+    fig.update_yaxes(range=[0, max(counts) * 1.18])
+    return _layout(fig, f"{title}: {len(rows)} analyzed", "Root cause category", "Failed attempts", legend=False)
+
+
+# --- 3. by suite and by generator --------------------------------------------------------
+
+def stacked_by(df: pd.DataFrame, by: str, label: str) -> go.Figure:
+    """Horizontal stacked bars of categories per value of `by` (long names stay readable)."""
+    rows = analyzed(df)
+    title = f"Root causes by {label}"
+    if rows.empty or by not in rows:
+        return empty_figure(title)
+    rows = rows.assign(**{by: rows[by].fillna("(none)").astype(str)})
+    totals = rows[by].value_counts()
+    groups = sorted(totals.index, key=lambda g: (totals[g], g))  # largest at the top
+    order = category_order(rows)
+    colors = category_colors(order)
+    fig = go.Figure()
+    for cat in order:
+        part = rows[rows["category"] == cat]
+        names = part.groupby(by)["benchmark_name"]
+        counts = [int(names.size().get(g, 0)) for g in groups]
+        fig.add_bar(
+            y=groups, x=counts, name=cat, orientation="h", marker_color=colors[cat],
+            customdata=[[n / totals[g], _names(names.get_group(g)) if n else ""] for g, n in zip(groups, counts)],
+            hovertemplate=f"<b>%{{y}}</b> · {cat}<br>%{{x}} failed attempts (%{{customdata[0]:.0%}} of the {label})"
+                          "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
+        )
+    fig.update_layout(barmode="stack", yaxis={"automargin": True})
+    return _layout(fig, title, "Failed attempts", label.capitalize(), height=max(320, 90 + 55 * len(groups)))
+
+
+def by_suite(df: pd.DataFrame) -> go.Figure:
+    return stacked_by(df, "suite", "suite")
+
+
+def by_generator(df: pd.DataFrame) -> go.Figure:
+    return stacked_by(df, "generator", "generator")
+
+
+def sunburst(df: pd.DataFrame) -> go.Figure:
+    """Suite -> generator -> root cause, sized by failed attempts: where a cause concentrates."""
+    rows = analyzed(df)
+    title = "Suite → generator → root cause"
+    if rows.empty:
+        return empty_figure(title)
+    rows = rows.assign(suite=rows["suite"].fillna("(none)").astype(str),
+                       generator=rows["generator"].fillna("(none)").astype(str))
+    colors = category_colors(category_order(rows))
+    ids: list[str] = []
+    labels: list[str] = []
+    parents: list[str] = []
+    values: list[int] = []
+    marker: list[str] = []
+    hover: list[str] = []
+    for level, shade in ((["suite"], "#C9D3E0"), (["suite", "generator"], "#E3E8EF"), (["suite", "generator", "category"], None)):
+        for key, part in rows.groupby(level, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            ids.append("/".join(map(str, key)))
+            labels.append(str(key[-1]))
+            parents.append("/".join(map(str, key[:-1])))
+            values.append(len(part))
+            marker.append(shade or colors[str(key[-1])])
+            hover.append(_names(part["benchmark_name"]))
+    fig = go.Figure(go.Sunburst(
+        ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
+        marker={"colors": marker}, customdata=hover, textinfo="label+percent parent", insidetextorientation="auto",
+        hovertemplate="<b>%{label}</b><br>%{value} failed attempts (%{percentParent:.0%} of %{parent})"
+                      "<br>benchmarks:<br>  %{customdata}<extra></extra>",
+    ))
+    fig.update_layout(title={"text": title, "x": 0.01}, template=TEMPLATE, height=760, margin={"t": 70, "l": 10, "r": 10, "b": 10},
+                      uniformtext={"minsize": 9, "mode": "hide"})  # slices too small to label stay hoverable
+    return fig
+
+
+# --- 4. beyond the regex -----------------------------------------------------------------
+
+def _tags(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (failure, regex tag); a failure with no tag keeps one row tagged NO_TAG."""
+    def as_list(value: object) -> list[str]:
+        if isinstance(value, str):
+            return [value] if value else [NO_TAG]
+        if hasattr(value, "__iter__"):
+            return [str(v) for v in value] or [NO_TAG]  # type: ignore[union-attr]
+        return [NO_TAG]
+    column = df["error_type"] if "error_type" in df else pd.Series([None] * len(df), index=df.index)
+    return df.assign(tag=column.map(as_list)).explode("tag")
+
+
+def baseline_heatmap(df: pd.DataFrame) -> go.Figure:
+    """How the regex baseline's tags spread over the model's categories: off-diagonal mass is
+    what the regex cannot see."""
+    rows = analyzed(df)
+    title = "Regex baseline tag vs. root cause"
+    if rows.empty:
+        return empty_figure(title)
+    tagged = _tags(rows)
+    table = pd.crosstab(tagged["tag"], tagged["category"])
+    cols = [c for c in category_order(rows) if c in table.columns]
+    tag_order = list(table.sum(axis=1).sort_values(ascending=True).index)  # largest at the top
+    table = table.loc[tag_order, cols]
+    names = tagged.groupby(["tag", "category"])["benchmark_name"].agg(_names)
+    hover = [[names.get((t, c), "") for c in cols] for t in tag_order]
+    fig = go.Figure(go.Heatmap(
+        z=table.values, x=cols, y=tag_order, colorscale="Blues", texttemplate="%{text}",
+        text=[[str(v) if v else "" for v in row] for row in table.values],
+        customdata=hover, colorbar={"title": "Failed<br>attempts"},
+        hovertemplate="regex tag: <b>%{y}</b><br>root cause: <b>%{x}</b><br>%{z} failed attempts"
+                      "<br>benchmarks:<br>  %{customdata}<extra></extra>",
+    ))
+    fig.update_yaxes(automargin=True)
+    return _layout(fig, title, "Root cause category (model)", "Regex baseline tag", height=max(380, 120 + 45 * len(tag_order)), legend=False)
+
+
+def baseline_disagreements(df: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The failures whose category is rarest for their regex tag, most confident first.
+
+    Disagreement = 1 - max over the row's tags of P(category | tag), estimated from the frame
+    itself, so it needs no mapping between tags and a taxonomy.
+    """
+    rows = analyzed(df)
+    columns = ["id", "run_id", "benchmark_name", "regex_tags", "category", "confidence", "disagreement", "root_cause_explanation"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    tagged = _tags(rows)
+    share = pd.crosstab(tagged["tag"], tagged["category"], normalize="index")
+    tagged["agreement"] = [float(share.at[t, c]) for t, c in zip(tagged["tag"], tagged["category"])]
+    best = tagged.groupby(level=0).agg(agreement=("agreement", "max"), regex_tags=("tag", lambda s: ", ".join(s)))
+    out = rows.join(best)
+    out["disagreement"] = (1 - out["agreement"]).round(2)
+    confidence = out["confidence"] if "confidence" in out else pd.Series(0.0, index=out.index)
+    out = out.assign(confidence=confidence).sort_values(["disagreement", "confidence"], ascending=False)
+    out = out.reindex(columns=columns).head(n)
+    return out.reset_index(drop=True)
+
+
+# --- 5. trust ----------------------------------------------------------------------------
+
+def confidence_by_category(df: pd.DataFrame) -> go.Figure:
+    """The model's stated confidence per category; every failure is a point you can hover."""
+    rows = analyzed(df)
+    title = "Confidence per root cause"
+    if rows.empty or "confidence" not in rows or rows["confidence"].isna().all():
+        return empty_figure(title)
+    order = category_order(rows)
+    colors = category_colors(order)
+    fig = go.Figure()
+    for cat in order:
+        part = rows[(rows["category"] == cat) & rows["confidence"].notna()]
+        fig.add_box(
+            x=[cat] * len(part), y=part["confidence"], name=cat, marker_color=colors[cat], boxpoints="all",
+            jitter=0.5, pointpos=0, text=part["benchmark_name"].astype(str), customdata=part["run_id"].astype(str),
+            hovertemplate="<b>%{text}</b><br>run %{customdata}<br>confidence %{y:.2f}<extra>" + cat + "</extra>",
+        )
+    fig.update_yaxes(range=[0, 1.05])
+    return _layout(fig, title, "Root cause category", "Confidence (0–1)", legend=False)
+
+
+def evidence_verified(df: pd.DataFrame) -> go.Figure:
+    """Share of evidence quotes found verbatim in the trace: low bars mean quotes to check by hand."""
+    rows = analyzed(df)
+    title = "Evidence quotes found verbatim in the trace"
+    if rows.empty or "evidence_total" not in rows or rows["evidence_total"].fillna(0).sum() == 0:
+        return empty_figure(title, EMPTY_MESSAGE if rows.empty else "no evidence quotes recorded")
+    order = category_order(rows)
+    colors = category_colors(order)
+    total = rows.groupby("category")["evidence_total"].sum()
+    verified = rows.groupby("category")["evidence_verified"].sum()
+    cats = [c for c in order if total.get(c, 0) > 0]
+    shares = [verified[c] / total[c] for c in cats]
+    unverified = rows[rows["evidence_verified"].fillna(0) < rows["evidence_total"].fillna(0)]
+    doubt = unverified.groupby("category")["benchmark_name"].agg(_names)
+    fig = go.Figure(go.Bar(
+        x=cats, y=shares, marker_color=[colors[c] for c in cats],
+        text=[f"{int(verified[c])}/{int(total[c])} ({s:.0%})" for c, s in zip(cats, shares)], textposition="outside",
+        customdata=[doubt.get(c, "none") for c in cats],
+        hovertemplate="<b>%{x}</b><br>%{text} quotes verified<br>with unverified quotes:<br>  %{customdata}<extra></extra>",
+    ))
+    fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
+    return _layout(fig, title, "Root cause category", "Share of quotes verified", legend=False)
+
+
+# --- 8. run over run ---------------------------------------------------------------------
+
+def run_order(df: pd.DataFrame) -> list[str]:
+    """Run ids by their first timestamp (then by id): the order the runs happened in."""
+    if df.empty:
+        return []
+    first = df.groupby("run_id")["timestamp"].min() if "timestamp" in df else pd.Series(dtype=object)
+    return sorted(df["run_id"].astype(str).unique(), key=lambda r: (str(first.get(r, "")), r))
+
+
+def runs_over_time(df: pd.DataFrame) -> go.Figure:
+    """Failed attempts per run, stacked by category, in run order: a growing band is a regression."""
+    rows = analyzed(df)
+    title = "Root causes per run, in run order"
+    if rows.empty:
+        return empty_figure(title)
+    runs = run_order(rows)
+    totals = rows["run_id"].astype(str).value_counts()
+    order = category_order(rows)
+    colors = category_colors(order)
+    fig = go.Figure()
+    for cat in order:
+        part = rows[rows["category"] == cat]
+        names = part.groupby(part["run_id"].astype(str))["benchmark_name"]
+        counts = [int(names.size().get(r, 0)) for r in runs]
+        fig.add_bar(
+            x=runs, y=counts, name=cat, marker_color=colors[cat],
+            customdata=[[n / totals[r], _names(names.get_group(r)) if n else ""] for r, n in zip(runs, counts)],
+            hovertemplate=f"run <b>%{{x}}</b> · {cat}<br>%{{y}} failed attempts (%{{customdata[0]:.0%}} of the run)"
+                          "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
+        )
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=runs)
+    return _layout(fig, title, "Run (oldest first)", "Failed attempts")

@@ -1,0 +1,426 @@
+"""The report notebook's logic, so its cells stay one-line calls: check the parameters, ingest,
+load, analyze; tables of the results; one trace up close; and running the notebook in batch.
+
+    df = prepare(runs_dir="benchmark_runs", analyze=True)      # the notebook's first cell
+    overview(df); category_examples(df); show_trace(pick_failure(df))
+    execute_report("analysis_cache.db", "benchmark_runs", {}, "reports")  # what `rca report` runs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from IPython.display import HTML
+from pandas.io.formats.style import Styler
+
+from rca.analyze import TRACE_BUDGET_TOKENS, analyze_failures, choose_backend
+from rca.charts import analyzed, baseline_disagreements, category_order
+from rca.ingest import ingest_runs
+from rca.render import render_trace
+from rca.schema import resolve_taxonomy
+from rca.store import load_failures
+from rca.traces import TraceNotFound, load_trace
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "root_cause_analysis.ipynb"
+BACKENDS = ("auto", "gemini", "heuristic")
+
+
+class ParameterError(ValueError):
+    """A report parameter is wrong; the message says which and what to set instead."""
+
+
+# --- 0. parameters, ingest, load, analyze -----------------------------------------------
+
+def _as_list(value: Any, name: str) -> list[str]:
+    """A filter from papermill or a person: None, "", "a,b" or a list; empty means all."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, Sequence):
+        return [str(v) for v in value]
+    raise ParameterError(f"{name} must be a list of names (or one comma-separated string), got {value!r}")
+
+
+def _number(value: Any, name: str, kind: type, minimum: float) -> Any:
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or number < minimum:
+        raise ParameterError(f"{name} must be a number >= {minimum}, got {value!r}")
+    return number
+
+
+def _known(db: Path, column: str) -> list[str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return [r[0] for r in conn.execute(f"SELECT DISTINCT {column} FROM failures WHERE {column} IS NOT NULL ORDER BY 1")]
+
+
+def _check_filter(db: Path, column: str, label: str, wanted: list[str]) -> None:
+    known = _known(db, column)
+    unknown = [v for v in wanted if v not in known]
+    if unknown:
+        listed = ", ".join(map(repr, known)) if known else "none (the cache holds no failures)"
+        raise ParameterError(f"unknown {label} {', '.join(map(repr, unknown))} in {db}: known {label}s are {listed}")
+
+
+def _say(text: str) -> None:
+    """Print in order with the analyzer's stderr lines (a kernel buffers the two streams apart)."""
+    sys.stderr.flush()
+    print(text, flush=True)
+
+
+def prepare(
+    db_path: str | Path = "analysis_cache.db",
+    runs_dir: str | Path | None = None,
+    *,
+    run_ids: Any = None,
+    suites: Any = None,
+    generators: Any = None,
+    limit: int | None = None,
+    analyze: bool = False,
+    backend: str = "auto",
+    model: str | None = None,
+    concurrency: int = 8,
+    force: bool = False,
+    budget_usd: float | None = None,
+    taxonomy: Any = None,
+) -> pd.DataFrame:
+    """The failures the report is about, analyzed when asked.
+
+    Every parameter is checked before anything is written or any model is called, and a
+    wrong one raises ParameterError saying what to fix. With runs_dir, new runs are ingested
+    into db_path first. With analyze, rows without an answer under this taxonomy (all rows
+    with force) go to the analyzer. The frame is read back from the cache afterwards, so it
+    shows each failure's latest good answer; attrs keep the ingest and analysis summaries.
+    """
+    filters = {"run_ids": _as_list(run_ids, "run_ids"), "suites": _as_list(suites, "suites"),
+               "generators": _as_list(generators, "generators")}
+    limit = _number(limit, "limit", int, 0)
+    concurrency = _number(concurrency, "concurrency", int, 1)
+    budget_usd = _number(budget_usd, "budget_usd", float, 0)
+    if backend not in BACKENDS:
+        raise ParameterError(f"unknown backend {backend!r}: use one of {', '.join(map(repr, BACKENDS))}")
+    try:
+        tax = resolve_taxonomy(taxonomy or None)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ParameterError(str(exc)) from None
+    db = Path(db_path)
+    if runs_dir in (None, ""):
+        runs = None
+        if not db.is_file():
+            raise ParameterError(f"no cache at {db}: set runs_dir to ingest runs first, "
+                                 "or db_path to an existing analysis_cache.db")
+    else:
+        runs = Path(runs_dir)
+        if not runs.is_dir():
+            raise ParameterError(f"no runs folder at {runs} (working directory {Path.cwd()}): set runs_dir to the "
+                                 f"folder holding <run_id>/trace.jsonl, write demo runs there with `rca demo {runs}`, "
+                                 "or set runs_dir=None to report on db_path as it is")
+        if not db.parent.is_dir():
+            raise ParameterError(f"cannot create {db}: folder {db.parent} does not exist; set db_path")
+    engine = None
+    if analyze:
+        try:
+            engine = choose_backend(backend, model, announce=True)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
+
+    ingest_text = None
+    if runs is not None:
+        ingest_text = str(ingest_runs(runs, db))
+        _say(ingest_text)
+    for column, label, key in (("run_id", "run_id", "run_ids"), ("suite", "suite", "suites"), ("generator", "generator", "generators")):
+        _check_filter(db, column, label, filters[key])
+
+    df = load_failures(db, **filters, limit=limit)
+    session: dict[str, Any] = {}
+    if engine is not None and len(df):
+        todo = df if force else df[df["category"].isna() | (df["taxonomy"] != tax.key)]
+        if len(todo):
+            done = analyze_failures(todo, db=db, backend=engine, taxonomy=tax, concurrency=concurrency, force=force,
+                                    budget_usd=budget_usd, progress=False, runs_dir=runs)
+            errors = done["analysis_error"].dropna()
+            session = {"model": engine.model, "rows": len(done), "from_cache": int(done["from_cache"].fillna(False).sum()),
+                       "errors": len(errors), "first_error": errors.iloc[0] if len(errors) else None}
+            df = load_failures(db, **filters, limit=limit)
+        else:
+            _say(f"rca: all {len(df)} rows already analyzed with taxonomy {tax.name!r}; set force=True to analyze again")
+    df.attrs.update(rca_runs_dir=str(runs) if runs else None, rca_ingest=ingest_text, rca_session=session,
+                    rca_taxonomy=tax.key)
+    _say(f"rca: {len(df)} failed attempts loaded from {db}, {len(analyzed(df))} analyzed")
+    return df
+
+
+# --- 1. overview -------------------------------------------------------------------------
+
+def overview(df: pd.DataFrame) -> Styler:
+    """Failures loaded and analyzed, by which models, at what token cost: is the report complete?
+
+    A Styler, so long values are shown whole; `.data` is the plain frame."""
+    done = analyzed(df)
+    rows: dict[str, str] = {"Cache": str(df.attrs.get("rca_db", "?"))}
+    if len(df):
+        rows["Runs"] = f"{df['run_id'].nunique()} ({df['run_id'].min()} … {df['run_id'].max()})"
+        rows["Suites · generators"] = f"{df['suite'].nunique()} · {df['generator'].nunique()}"
+    rows["Failed attempts loaded"] = f"{len(df):,}"
+    share = f" ({len(done) / len(df):.0%})" if len(df) else ""
+    rows["Analyzed"] = f"{len(done):,}{share}"
+    for name, part in done.groupby(done["model"].fillna("?").astype(str)):
+        tokens = f"{int(part['input_tokens'].fillna(0).sum()):,} in / {int(part['output_tokens'].fillna(0).sum()):,} out tokens"
+        rows[f"Model {name}"] = f"{len(part):,} rows; {tokens}; ${part['cost_usd'].fillna(0).sum():.4f}"
+    if len(done):
+        rows["Taxonomy"] = ", ".join(sorted(done["taxonomy"].dropna().astype(str).unique())) or "?"
+        rows["Total cost"] = f"${done['cost_usd'].fillna(0).sum():.4f}"
+    session = df.attrs.get("rca_session") or {}
+    if session:
+        text = (f"{session['rows']} rows sent to {session['model']}: {session['from_cache']} from cache, "
+                f"{session['errors']} errors")
+        rows["This run"] = text + (f" (first: {session['first_error']})" if session.get("first_error") else "")
+    if df.attrs.get("rca_ingest"):
+        rows["Ingest"] = str(df.attrs["rca_ingest"]).splitlines()[0]
+    frame = pd.DataFrame({"value": rows})
+    return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
+
+
+# --- tables ------------------------------------------------------------------------------
+
+_TABLE_CSS = """<style>
+.rca-table table { border-collapse: collapse; font-size: 12.5px; }
+.rca-table th, .rca-table td { text-align: left !important; vertical-align: top !important;
+  white-space: normal !important; max-width: 34em; padding: 4px 8px; border-bottom: 1px solid #ddd; }
+.rca-table h4 { margin: 18px 0 6px 0; }
+</style>"""
+
+
+def table(frame: pd.DataFrame, *, title: str | None = None) -> HTML:
+    """A frame as a wrapped, left-aligned HTML table (long explanations stay readable)."""
+    head = f"<h4>{html.escape(title)}</h4>" if title else ""
+    body = frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda x: f"{x:.2f}") if len(frame) else "<p><i>none</i></p>"
+    return HTML(f'{_TABLE_CSS}<div class="rca-table">{head}{body}</div>')
+
+
+def _step(value: Any) -> str:
+    return "—" if value is None or value != value else f"[{int(value)}]"
+
+
+def category_examples(df: pd.DataFrame, per_category: int = 3) -> HTML:
+    """The most confident failures of each category, with the model's reasoning, so a reader can
+    check whether a category means what its name says."""
+    done = analyzed(df)
+    if done.empty:
+        return HTML("<p><i>no analyzed failures yet</i></p>")
+    parts = []
+    for cat in category_order(done):
+        rows = done[done["category"] == cat].sort_values(["confidence", "id"], ascending=[False, True]).head(per_category)
+        shown = pd.DataFrame({
+            "id": rows["id"], "benchmark": rows["benchmark_name"], "run · suite · generator":
+                rows["run_id"].astype(str) + " · " + rows["suite"].astype(str) + " · " + rows["generator"].astype(str),
+            "confidence": rows["confidence"], "explanation": rows["root_cause_explanation"],
+            "expected": rows["expected_behavior"], "actual": rows["actual_behavior"],
+            "failing step": rows["root_cause_step"].map(_step),
+        })
+        n = int((done["category"] == cat).sum())
+        parts.append(table(shown, title=f"{cat}: {n} failed attempt{'s' * (n != 1)}").data)
+    return HTML("".join(parts))
+
+
+# --- 7. one failure up close -------------------------------------------------------------
+
+def pick_failure(df: pd.DataFrame, failure_id: int | None = None) -> pd.Series | None:
+    """The failure to look at: `failure_id`, else the one whose root cause the regex baseline
+    most disagrees with (and that names a failing step): where reading the trace teaches most."""
+    if failure_id is not None:
+        match = df[df["id"] == int(failure_id)]
+        if match.empty:
+            raise ParameterError(f"no failure with id {failure_id} in this frame (ids {df['id'].min()}–{df['id'].max()})")
+        return match.iloc[0]
+    done = analyzed(df)
+    if done.empty:
+        return df.iloc[0] if len(df) else None
+    ranked = baseline_disagreements(done, n=len(done))["id"].tolist()
+    stepped = done[done["root_cause_step"].notna()] if "root_cause_step" in done else done
+    pool = stepped if len(stepped) else done
+    best = next(i for i in ranked if i in set(pool["id"]))
+    return pool[pool["id"] == best].iloc[0]
+
+
+_STEP = re.compile(r"^\[(\d+)\] (?:\(×\d+, steps (\d+)–(\d+)\) )?")
+
+
+def _blocks(text: str) -> list[tuple[int | None, int | None, str]]:
+    """The rendered trace split into its `[i] ...` steps as (first, last, text)."""
+    blocks: list[tuple[int | None, int | None, str]] = []
+    for line in text.splitlines():
+        m = _STEP.match(line)
+        if m or line.startswith("[… ") or not blocks:
+            first = int(m.group(2) or m.group(1)) if m else None
+            last = int(m.group(3) or m.group(1)) if m else None
+            blocks.append((first, last, line))
+        else:
+            blocks[-1] = (blocks[-1][0], blocks[-1][1], blocks[-1][2] + "\n" + line)
+    return blocks
+
+
+def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path | None = None,
+               budget_tokens: int = TRACE_BUDGET_TOKENS) -> HTML:
+    """The trace as the model read it, with the root-cause step highlighted and the steps its
+    evidence quotes marked, under the failure's diagnosis."""
+    if row is None:
+        return HTML("<p><i>no failure to show</i></p>")
+    row = dict(row)
+    try:
+        rendered = render_trace(load_trace(row, runs_dir=runs_dir), budget_tokens=budget_tokens)
+    except (TraceNotFound, OSError) as exc:
+        return HTML(f"<p><b>trace not readable:</b> {html.escape(str(exc))}</p>")
+    step = row.get("root_cause_step")
+    step = None if step is None or step != step else int(step)
+    evidence = row.get("evidence") if isinstance(row.get("evidence"), list) else []
+    quoted = {int(e["step"]) for e in evidence if isinstance(e, dict) and isinstance(e.get("step"), (int, float))}
+    out = []
+    anchor = f"rca-trace-{row.get('id')}-{rendered.sha256[:8]}"
+    for first, last, text in _blocks(rendered.text):
+        inside = lambda s: first is not None and last is not None and first <= s <= last  # noqa: E731
+        extra = ""
+        if step is not None and inside(step):
+            style, tag, extra = "background:#fff1a8;border-left:4px solid #e0a800;", "  ◀ root cause", ' class="rca-root"'
+        elif any(inside(s) for s in quoted):
+            style, tag = "background:#e8f1fb;border-left:4px solid #7fa7d9;", "  ◀ evidence"
+        else:
+            style, tag = "border-left:4px solid transparent;", ""
+        out.append(f'<div{extra} style="{style}padding:2px 6px;">{html.escape(text)}<b>{tag}</b></div>')
+    facts = {"Run": row.get("run_id"), "Suite · generator": f"{row.get('suite')} · {row.get('generator')}",
+             "Attempt": _step(row.get("attempt_number")).strip("[]"), "Root cause": row.get("category"),
+             "Confidence": row.get("confidence"), "Explanation": row.get("root_cause_explanation"),
+             "Expected": row.get("expected_behavior"), "Actual": row.get("actual_behavior"),
+             "Harness error": row.get("explanation"),
+             "Trace": f"{rendered.steps_total} steps, ~{rendered.tokens:,} tokens as sent to the model; "
+                      f"root-cause step {_step(step)}"}
+    facts_html = table(pd.DataFrame({"": list(facts), "value": list(facts.values())}),
+                       title=f"{row.get('benchmark_name')} (failure {row.get('id')})").data
+    # The box scrolls on its own; start it at the blamed step so a static export shows it too.
+    scroll = (f"<script>(function(){{var box=document.getElementById('{anchor}');var hit=box&&box.querySelector('.rca-root');"
+              "if(hit){box.scrollTop=Math.max(0,hit.offsetTop-80);}})();</script>")
+    pre = (f'<div id="{anchor}" style="font-family:monospace;font-size:12px;white-space:pre-wrap;max-height:600px;'
+           f'overflow:auto;border:1px solid #ddd;margin-top:8px;position:relative;">{"".join(out)}</div>')
+    return HTML(facts_html + pre + scroll)
+
+
+# --- batch execution ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReportFiles:
+    notebook: Path
+    html: Path
+
+
+class ReportCellError(RuntimeError):
+    """A notebook cell failed; the partly executed notebook (and its HTML) were still written."""
+
+    def __init__(self, cell_index: int, exec_count: int | None, source: str, ename: str, evalue: str, files: ReportFiles):
+        self.cell_index, self.exec_count, self.ename, self.evalue, self.files = cell_index, exec_count, ename, evalue, files
+        self.first_line = next((line for line in source.splitlines() if line.strip()), "")
+        super().__init__(f"cell {cell_index} (In [{exec_count}]: {self.first_line!r}) failed: {ename}: {evalue}")
+
+
+def notebook_parameters(notebook: str | Path = NOTEBOOK) -> list[str]:
+    """Names in the notebook's `parameters` cell."""
+    import papermill
+
+    return list(papermill.inspect_notebook(str(notebook)))
+
+
+def kernel_name() -> str:
+    """A kernelspec that runs this interpreter, so the notebook sees the same rca and packages;
+    one is installed into sys.prefix when none does (e.g. a user-wide python3 points elsewhere)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    shorthand = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    for name in ("python3", *sorted(manager.find_kernel_specs())):
+        try:
+            argv = manager.get_kernel_spec(name).argv
+        except NoSuchKernel:
+            continue
+        if argv and (argv[0] in shorthand or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)):
+            return name
+    name = "rca-" + hashlib.sha1(sys.executable.encode()).hexdigest()[:8]
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
+                    "--display-name", f"Python ({sys.prefix})"], check=True, capture_output=True)
+    return name
+
+
+_OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+"""
+
+
+def export_html(notebook: str | Path, html_path: str | Path, title: str = "Root cause analysis") -> Path:
+    """A standalone HTML file: the notebook's outputs embed plotly.js once, and the page loads
+    nothing from the network (no require.js, MathJax or Mermaid CDN scripts)."""
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"rca_offline.html.j2": _OFFLINE_TEMPLATE})],
+                            template_file="rca_offline.html.j2")
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4), resources={"metadata": {"name": title}})
+    Path(html_path).write_text(body, encoding="utf-8")
+    return Path(html_path)
+
+
+def execute_report(
+    db: str | Path | None,
+    runs_dir: str | Path | None,
+    params: Mapping[str, Any] | None,
+    output_dir: str | Path,
+    *,
+    notebook: str | Path = NOTEBOOK,
+    name: str = "root_cause_analysis",
+    kernel: str | None = None,
+) -> ReportFiles:
+    """Run the notebook with papermill into output_dir as <name>.ipynb and <name>.html.
+
+    db and runs_dir become db_path and runs_dir (None: no ingest); params override any
+    parameter. A failing cell raises ReportCellError after both files are written.
+    """
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"report notebook not found at {notebook}: run `python write_notebook.py` in a source checkout")
+    values = {"db_path": str(db) if db is not None else None, "runs_dir": str(runs_dir) if runs_dir is not None else None,
+              **(params or {})}
+    known = notebook_parameters(notebook)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParameterError(f"unknown parameter {', '.join(unknown)}: the notebook takes {', '.join(known)}")
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(out / f"{name}.ipynb", out / f"{name}.html")
+    try:
+        papermill.execute_notebook(str(notebook), str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
+                                   progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        export_html(files.notebook, files.html)
+        raise ReportCellError(exc.cell_index, exc.exec_count, exc.source, exc.ename, exc.evalue, files) from None
+    export_html(files.notebook, files.html)
+    return files
