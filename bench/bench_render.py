@@ -59,7 +59,7 @@ def build_trace(seed: int = 7, target_bytes: int = TARGET_BYTES) -> list[dict[st
         i += 1
         kind = rng.random()
         call_id = f"adk-{rng.getrandbits(64):016x}"
-        if i % 60 == 30:  # a few whole files read by the agent
+        if i % 40 == 20:  # a few whole files read by the agent
             path = f"repos/adk-python/src/google/adk/agents/file_{i}.py"
             events.append(_event(type="tool_use", tool_name="read_file", tool_call_id=call_id,
                                  tool_input={"path": path}, timestamp=float(i)))
@@ -71,7 +71,7 @@ def build_trace(seed: int = 7, target_bytes: int = TARGET_BYTES) -> list[dict[st
                       "text": None, "thought": None, "thought_signature": _signature(rng), "function_response": None}]
             events.append(_event(type="ADK_EVENT", source="adk", author="retrieval_worker", timestamp=float(i),
                                  content={"role": "model", "parts": parts}))
-            response = {"result": _python_file(rng, rng.randrange(500, 12_000))}
+            response = {"result": _python_file(rng, rng.randrange(2_000, 40_000))}
             parts = [{"function_response": {"id": call_id, "name": name, "response": response},
                       "text": None, "function_call": None, "thought_signature": None}]
             events.append(_event(type="ADK_EVENT", source="adk", author="retrieval_worker", timestamp=float(i),

@@ -158,8 +158,6 @@ def _name(value: Any, default: str = "?") -> str:
 
 
 def _args(args: Any) -> str:
-    if args is None:
-        return ""
     if isinstance(args, Mapping):
         return ", ".join(f"{k}={_json(v)}" for k, v in _clean(args).items())
     return _text(args)
@@ -318,8 +316,7 @@ def _shorten(text: str, limit: int) -> str:
     room = limit - len(_cut_marker(len(text)))
     if room < 2:
         return "…"[:limit]
-    head_n = room // 2
-    tail_n = room - head_n
+    head_n, tail_n = room // 2, room - room // 2
     head, tail = text[:head_n], text[len(text) - tail_n :]
     if (nl := head.rfind("\n", head_n * 4 // 5)) >= 0:
         head = head[:nl]
@@ -361,8 +358,7 @@ def _fit(blocks: list[_Block], cap: int, n_events: int) -> tuple[str, int]:
     """
     n = len(blocks)
     for p, block in enumerate(blocks):
-        edge = p < HEAD_STEPS or p >= n - TAIL_STEPS
-        block.tier = 3 if p in (0, n - 1) else 2 if block.error else 1 if edge else 0
+        block.tier = 3 if p in (0, n - 1) else 2 if block.error else 1 if p < HEAD_STEPS or p >= n - TAIL_STEPS else 0
     prefixes = [b.prefix() for b in blocks]
     sizes = [len(pf) + len(b.body) for pf, b in zip(prefixes, blocks)]
     tokens = [-(-s // CHARS_PER_TOKEN) for s in sizes]
@@ -421,11 +417,6 @@ def render_trace(events: Sequence[Any] | None, *, budget_tokens: int = 50_000) -
         text, kept = _fit(_blocks(events), budget_tokens * CHARS_PER_TOKEN, len(events))
     else:
         text, kept = EMPTY_TEXT, 0
-    return RenderedTrace(
-        text=text,
-        sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-        tokens=estimate_tokens(text),
-        steps_total=len(events),
-        steps_kept=kept,
-        steps_elided=len(events) - kept,
-    )
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return RenderedTrace(text=text, sha256=digest, tokens=estimate_tokens(text),
+                         steps_total=len(events), steps_kept=kept, steps_elided=len(events) - kept)
