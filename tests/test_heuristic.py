@@ -77,6 +77,7 @@ def check(answer: Any, events: list[dict[str, Any]], taxonomy: Taxonomy = DEFAUL
     rendered = render_trace(events, budget_tokens=1_000_000).text if events else ""
     for item in answer.evidence:
         assert "\n" not in item.quote and 0 < len(item.quote) <= 200
+        assert not item.quote.startswith("```"), "a code fence says nothing"
         if item.step is not None:
             event = events[item.step]
             assert item.quote in repr(event) or item.quote in str(event.get("tool_output")) or item.quote in _texts(event)
@@ -174,6 +175,8 @@ def test_pydantic_error_raised_by_the_agents_own_code_is_not_a_schema_violation(
         answer = diagnose(events, text)
         assert check(answer, events) == "Hallucination", text
         assert not answer.schema_validation_failed
+        assert answer.hallucinated_symbols == ["LlmAgent.system_prompt"]
+        assert answer.confidence == 0.6 and "1 validation error for LlmAgent" in answer.explanation
 
 
 # -- Hallucination ------------------------------------------------------------------------

@@ -64,7 +64,7 @@ _PARSE_FAIL = re.compile(
     r"|does not define '?create_agent|has no attribute 'create_agent'|Signature Verification Failed"
 )
 _PYDANTIC = re.compile(r"validation errors? for (\w+)")
-_BAD_FIELD = re.compile(r"validation errors? for \w+\n(\w+)\n\s+(Field required|Extra inputs are not permitted)")
+_BAD_FIELD = re.compile(r"validation errors? for \w+\n(?:E[ \t]+)?(\w+)\n(?:E)?\s+(Field required|Extra inputs are not permitted)")
 _CODE_RAN = re.compile(r"test session starts|Traceback \(most recent call last\)|^E\s{2,}\S", re.MULTILINE)
 _SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
     (re.compile(r"cannot import name '([\w.]+)' from '([\w.]+)'"), lambda m: (m[1], m[2])),
@@ -73,17 +73,17 @@ _SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
     (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
     (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
     (re.compile(r"\b(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
-    (re.compile(r"validation errors? for (\w+)\n(\w+)\n\s+Extra inputs are not permitted"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"validation errors? for (\w+)\n(?:E[ \t]+)?(\w+)\n(?:E)?\s+Extra inputs are not permitted"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
     (re.compile(r"'([\w.]+\.\w+)' does not exist"), lambda m: (m[1].rpartition(".")[2], m[1].rpartition(".")[0])),
 )
 _BUILTINS = frozenset({"NoneType", "str", "int", "float", "bool", "bytes", "dict", "list", "tuple", "set",
                        "function", "method", "coroutine", "generator", "object", "type", "BaseModel", "create_agent"})
 _ANSWERED = re.compile(r"Answer '([\w.]+)' does not match")
 _BACKTICK = re.compile(r"(?<!`)`(?!`)([A-Za-z_][\w.]{2,})")  # `name`, not a ``` fence
-_LOGIC = re.compile(
-    r"AssertionError|^E?\s*assert\b|Expected '[^'\n]*', but got '[^'\n]*'|\bexpected\b[^\n]{0,80}\bgot\b"
-    r"|does not match|wrong answer|FAILED|\b\w+Error\b", re.IGNORECASE | re.MULTILINE,
-)
+_LOGIC = tuple(re.compile(p, re.MULTILINE) for p in (  # what was judged wrong, most specific first
+    r"AssertionError\b", r"Expected '[^'\n]*', but got '[^'\n]*'", r"Answer '[^'\n]*' does not match",
+    r"^E?\s*assert\b", r"(?i:\bexpected\b[^\n]{0,80}\bgot\b)", r"\b\w+Error\b", r"does not (?:match|exist)", r"(?i:wrong answer)", r"(?i:\bfailed\b)",
+))
 _JUDGED = re.compile(r"AssertionError|Expected '[^'\n]*', but got|does not match|validation error|ImportError|"
                      r"ModuleNotFoundError|has no attribute")
 _EMPTY = re.compile(r"\A\s*(?:\[\]|\{\}|None|null|\"\"|'')?\s*\Z")
@@ -102,6 +102,7 @@ _MISUSE = (  # a tool's error caused by the agent's own arguments -> what it did
 )
 _PATH_MISSING = re.compile(r"(?i:no such file or directory|FileNotFoundError|(?:file|directory|path) not found"
                            r"|does not exist|ENOENT)")
+_SUBSTANCE = re.compile(r"^[ \t]*(?!```)[^\s{}\[\]()][^\n]{2,}", re.MULTILINE)
 _LISTING = re.compile(r"(?i:list|glob|find|tree|\bls\b|search|grep)")
 
 Needle = tuple[Union["re.Pattern[str]", str, None], Union[int, None]]  # what to quote (None: a line of the step), where
@@ -237,15 +238,16 @@ def _read(events: list[dict[str, Any]]) -> _Trace:
     return trace
 
 
-def _symbols(error: str) -> list[tuple[str, str]]:
-    """(symbol, owner) for each import/attribute/keyword error in the error text, builtins left out."""
-    found: dict[str, str] = {}
+def _symbols(error: str) -> list[tuple[str, str, str]]:
+    """(symbol, owner, error line) per import/attribute/keyword error in the error text, builtins left out."""
+    found: dict[str, tuple[str, str, str]] = {}
     for pattern, name in _SYMBOL:
         for m in pattern.finditer(error):
             symbol, owner = name(m)
-            if symbol.rpartition(".")[2] not in _BUILTINS and owner not in _BUILTINS:
-                found.setdefault(symbol, owner)
-    return list(found.items())
+            if symbol.rpartition(".")[2] not in _BUILTINS and owner not in _BUILTINS and symbol not in found:
+                line = re.sub(r"^E\s+", "", _quote(error, m.start(), m.start() + 1) or m.group(0))
+                found[symbol] = (symbol, owner, line[:160])
+    return list(found.values())
 
 
 def _shown(name: str, text: str) -> bool:
@@ -271,16 +273,21 @@ def _quote(text: str, start: int, end: int) -> str | None:
     """The line around text[start:end], cut to MAX_QUOTE chars, if it is safe to show."""
     lo, hi = text.rfind("\n", 0, start) + 1, text.find("\n", end)
     hi = len(text) if hi < 0 else hi
-    if hi - lo > MAX_QUOTE:
+    if hi - lo > MAX_QUOTE:  # a window around the match, cut at spaces where one is near
+        line_lo, line_hi = lo, hi
         lo = max(lo, start - (MAX_QUOTE - min(end - start, MAX_QUOTE)) // 2)
         hi = min(hi, lo + MAX_QUOTE)
+        if lo > line_lo and 0 <= (gap := text.find(" ", lo, min(start, lo + 30))):
+            lo = gap + 1
+        if hi < line_hi and (gap := text.rfind(" ", max(end, hi - 30), hi)) >= 0:
+            hi = gap
     quote = text[lo:hi].strip()
     return quote if len(quote) >= 3 and redact(quote) == quote else None
 
 
 def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | None:
     if needle is None:  # the step's first line with some substance
-        m = re.search(r"\S.{2,}", text[:_SCAN])
+        m = _SUBSTANCE.search(text[:_SCAN])
     elif isinstance(needle, str):
         at = text.rfind(needle)
         return (at, at + len(needle)) if at >= 0 else None
@@ -308,7 +315,8 @@ def _evidence(trace: _Trace, finding: _Finding, error_text: str | None) -> list[
         if hit and all(q["quote"] != hit[1] for q in quotes):
             quotes.append({"step": hit[0], "quote": hit[1]})
     if not quotes and error_text:  # nothing in the trace to quote: the harness's message, which is no step
-        pattern = next((n for n, _ in finding.needles if isinstance(n, re.Pattern) and n.search(error_text)), None)
+        patterns = [*(n for n, _ in finding.needles if isinstance(n, re.Pattern)), *_LOGIC]
+        pattern = next((p for p in patterns if p.search(error_text)), None)
         if (span := _span(error_text, pattern)) and (quote := _quote(error_text, *span)):
             quotes.append({"step": None, "quote": quote})
     return quotes[:3]
@@ -327,12 +335,14 @@ def _infra(trace: _Trace, error: str) -> _Finding | None:
         if not hits:
             return None
         (step, m), where = hits[-1], "the client's error output, after which the model produced nothing"
-    sign = m.group(0)
+    text = error if step is None else dict(trace.errors)[step]
+    sign = (_quote(text, *m.span()) or m.group(0))[:160]
     return _Finding(
-        INFRA, step if step is not None else (trace.errors[-1][0] if trace.errors else trace.final_answer()), 0.6,
-        f"The attempt died on an environment fault ({sign!r} in {where}), not on anything the agent decided.",
+        INFRA, step if step is not None else next((s for s, t in reversed(trace.errors) if _INFRA.search(t)),
+                                                  trace.final_answer()), 0.6,
+        f"The attempt died on an environment fault in {where}, not on anything the agent decided: {sign}",
         "The model call and sandbox complete, so the agent's answer can be judged.",
-        f"The run stopped on {sign!r} before a judgeable answer existed.",
+        f"The run stopped on {m.group(0)!r} before a judgeable answer existed.",
         [(_INFRA, step), (_INFRA, None)],
     )
 
@@ -379,7 +389,7 @@ def _misuse_starved(trace: _Trace, error: str) -> _Finding | None:
 def _starved(trace: _Trace, error: str) -> _Finding | None:
     if trace.useful or not trace.answers:
         return None
-    symbols = [s for s, _ in _symbols(error)]
+    symbols = [s for s, *_ in _symbols(error)]
     guess = f" and guessed {', '.join(symbols)}" if symbols else ""
     tools = ", ".join(dict.fromkeys(r.name for r in trace.results))
     return _Finding(
@@ -398,7 +408,7 @@ def _hallucination(trace: _Trace, error: str) -> _Finding | None:
         return None
     seen = "\n".join(r.text for r in trace.useful)
     named = _symbols(error)
-    symbols = [s for s, _ in named] or _unverified(trace, error, seen)
+    symbols = [s for s, *_ in named] or _unverified(trace, error, seen)
     if not symbols:
         return None
     leaf, owner = symbols[0].rpartition(".")[2], named[0][1] if named else ""
@@ -411,7 +421,7 @@ def _hallucination(trace: _Trace, error: str) -> _Finding | None:
         how, confidence = f"no tool output ever showed {leaf!r}", 0.55 if named else 0.45
     tools = ", ".join(dict.fromkeys(name for _, name in trace.calls)) or "its tools"
     step = next((s for s, t in reversed(trace.answers) if leaf in t), trace.final_answer())
-    sign = f" ({error.strip().splitlines()[0][:120]})" if named else ""
+    sign = f" ({named[0][2]})" if named else ""
     return _Finding(
         HALLU, step, confidence,
         f"The agent relied on {', '.join(symbols)}, which does not exist{sign}; {how}.",
@@ -439,17 +449,33 @@ def _looping(trace: _Trace, error: str) -> _Finding | None:
     )
 
 
+def _sign(error: str) -> str | None:
+    """The line of the error text that best says what was judged wrong, most specific pattern first."""
+    for pattern in _LOGIC:
+        if m := pattern.search(error):
+            line = _quote(error, *m.span())
+            return re.sub(r"^E\s+", "", line)[:160] if line else m.group(0)
+    return None
+
+
 def _logic(trace: _Trace, error: str) -> _Finding:
-    sign = m.group(0) if (m := _LOGIC.search(error)) else None
+    sign, final = _sign(error), trace.final_answer()
+    before = [s for s, _ in trace.answers if final is not None and s < final]
+    needles: list[Needle] = [(None, final), *((None, s) for s in before[-1:])]
     if choice := re.search(r"Expected '([^']*)', but got '([^']*)'", error):
         actual = f"It chose {choice[2]!r}; the correct choice was {choice[1]!r}."
+        needles.insert(0, (f'"answer": "{choice[2]}"', final))
     else:
-        actual = f"Its answer was well-formed but the check failed ({sign!r})." if sign else "Its answer was judged wrong."
+        answered = _ANSWERED.search(error)
+        actual = (f"It answered {answered[1]!r}, a real name but not the one the task asks for." if answered
+                  else f"Its final answer (step {final}) was accepted as well-formed, then failed the harness's check.")
+    needles += [(name, final) for name in _ANSWERED.findall(error)[:1]]
     return _Finding(
-        LOGIC, trace.final_answer(), 0.45 if sign else 0.3,
-        "The answer was well-formed but wrong: " + (f"the harness reports {sign!r}." if sign else "no clearer sign was found."),
+        LOGIC, final, 0.45 if sign else 0.3,
+        "The answer was well-formed and used real names, but its behaviour was wrong"
+        + (f"; the harness reports: {sign}" if sign else "; no clearer sign was found."),
         "Produce an answer whose behaviour matches the task and passes its checks.",
-        actual, [(None, trace.final_answer()), (_LOGIC, None)],
+        actual, needles if trace.answers else [],
     )
 
 
@@ -474,7 +500,7 @@ def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Tax
     trace, error = _read(events or []), error_text or ""
     finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
     if not finding.symbols and finding.category not in (INFRA, SCHEMA):
-        finding.symbols = [s for s, _ in _symbols(error)]
+        finding.symbols = [s for s, *_ in _symbols(error)]
     tools = [name for _, name in trace.calls] or [r.name for r in trace.results]
     return answer_model(taxonomy)(
         root_cause_category=finding.category,
