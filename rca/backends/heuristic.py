@@ -52,8 +52,9 @@ _HEAD = 400  # a tool's status shows in its first lines, not in the files it pri
 _SCAN = 20_000  # error signs sit at the start or end of a long text
 
 _INFRA = re.compile(
-    r"(?<!line )(?<![\w:.])429(?![\w:.])|RESOURCE_EXHAUSTED|ResourceExhausted|DEADLINE_EXCEEDED|DeadlineExceeded|TimeoutError"
-    r"|\b50[0234] (?:INTERNAL|UNAVAILABLE|Deadline|Service Unavailable|Bad Gateway|Gateway Timeout|Internal Server Error)"
+    r"(?<!line )(?<![\w:.])429(?![\w:.])|RESOURCE_EXHAUSTED|ResourceExhausted|DEADLINE_EXCEEDED|DeadlineExceeded"
+    r"|TimeoutError|\b50[0234] (?:INTERNAL|UNAVAILABLE|Deadline|Service Unavailable|Bad Gateway|Gateway Timeout"
+    r"|Internal Server Error)"
     r"|ServerError|ServiceUnavailable|libpod|/containers/[^\s\"]*/exec|failed with code 12[56]|OCI runtime"
     r"|ConnectionError|ConnectError|RemoteDisconnected|Connection (?:refused|reset|aborted)"
     r"|(?i:quota exceeded|check quota|rate.?limit|timed out|model is overloaded|broken pipe)"
@@ -64,16 +65,18 @@ _PARSE_FAIL = re.compile(
     r"|does not define '?create_agent|has no attribute 'create_agent'|Signature Verification Failed"
 )
 _PYDANTIC = re.compile(r"validation errors? for (\w+)")
-_BAD_FIELD = re.compile(r"validation errors? for \w+\n(?:E[ \t]+)?(\w+)\n(?:E)?\s+(Field required|Extra inputs are not permitted)")
+_FIELD = r"validation errors? for (\w+)\n(?:E[ \t]+)?(\w+)\n(?:E)?\s+"  # pytest prefixes its lines with "E"
+_BAD_FIELD = re.compile(_FIELD + "(Field required|Extra inputs are not permitted)")
 _CODE_RAN = re.compile(r"test session starts|Traceback \(most recent call last\)|^E\s{2,}\S", re.MULTILINE)
+_DOTTED = lambda m: (f"{m[1]}.{m[2]}", m[1])  # noqa: E731  (Class.attribute, Class)
 _SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
     (re.compile(r"cannot import name '([\w.]+)' from '([\w.]+)'"), lambda m: (m[1], m[2])),
     (re.compile(r"No module named '([\w.]+)'"), lambda m: (m[1], m[1].rpartition(".")[0])),
     (re.compile(r"module '([\w.]+)' has no attribute '(\w+)'"), lambda m: (m[2], m[1])),
-    (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
-    (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
-    (re.compile(r"\b(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
-    (re.compile(r"validation errors? for (\w+)\n(?:E[ \t]+)?(\w+)\n(?:E)?\s+Extra inputs are not permitted"), lambda m: (f"{m[1]}.{m[2]}", m[1])),
+    (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), _DOTTED),
+    (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), _DOTTED),
+    (re.compile(r"\b(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), _DOTTED),
+    (re.compile(_FIELD + "Extra inputs are not permitted"), _DOTTED),
     (re.compile(r"'([\w.]+\.\w+)' does not exist"), lambda m: (m[1].rpartition(".")[2], m[1].rpartition(".")[0])),
 )
 _BUILTINS = frozenset({"NoneType", "str", "int", "float", "bool", "bytes", "dict", "list", "tuple", "set",
@@ -82,14 +85,16 @@ _ANSWERED = re.compile(r"Answer '([\w.]+)' does not match")
 _BACKTICK = re.compile(r"(?<!`)`(?!`)([A-Za-z_][\w.]{2,})")  # `name`, not a ``` fence
 _LOGIC = tuple(re.compile(p, re.MULTILINE) for p in (  # what was judged wrong, most specific first
     r"AssertionError\b", r"Expected '[^'\n]*', but got '[^'\n]*'", r"Answer '[^'\n]*' does not match",
-    r"^E?\s*assert\b", r"(?i:\bexpected\b[^\n]{0,80}\bgot\b)", r"\b\w+Error\b", r"does not (?:match|exist)", r"(?i:wrong answer)", r"(?i:\bfailed\b)",
+    r"^E?\s*assert\b", r"(?i:\bexpected\b[^\n]{0,80}\bgot\b)", r"\b\w+Error\b", r"does not (?:match|exist)",
+    r"(?i:wrong answer)", r"(?i:\bfailed\b)",
 ))
 _JUDGED = re.compile(r"AssertionError|Expected '[^'\n]*', but got|does not match|validation error|ImportError|"
                      r"ModuleNotFoundError|has no attribute")
 _EMPTY = re.compile(r"\A\s*(?:\[\]|\{\}|None|null|\"\"|'')?\s*\Z")
 _NO_MATCH = re.compile(r"(?i:\bno (?:matches|results|files?|entries|such file|match)\b|\b0 (?:matches|results)\b"
                        r"|\bfound 0\b|\bnot found\b|does not exist|\bis empty\b)")
-_ERROR = re.compile(r"\A\s*[{\[]?\s*[\"']?(?i:error|exception)\b|Traceback \(most recent|^\w*(?:Error|Exception):", re.MULTILINE)
+_ERROR = re.compile(r"\A\s*[{\[]?\s*[\"']?(?i:error|exception)\b|Traceback \(most recent|^\w*(?:Error|Exception):",
+                    re.MULTILINE)
 _MISUSE = (  # a tool's error caused by the agent's own arguments -> what it did wrong
     (re.compile(r"(?i:is a directory|IsADirectoryError|EISDIR)"), "read a directory as a file"),
     (re.compile(r"(?i:not a directory|NotADirectoryError|ENOTDIR)"), "listed a file as a directory"),
@@ -98,14 +103,15 @@ _MISUSE = (  # a tool's error caused by the agent's own arguments -> what it did
     (re.compile(r"(?i:unknown tool|tool [\"']?[\w.-]+[\"']? (?:is )?not found|not found in the tools_dict|no such tool"
                 r"|not a valid tool|function \w+ is not found)"), "called a tool that does not exist"),
     (re.compile(r"(?i:must have required property|missing \d+ required (?:positional )?argument|unexpected keyword "
-                r"argument|invalid argument|unknown (?:argument|parameter))"), "passed arguments the tool does not take"),
+                r"argument|invalid argument|unknown (?:argument|parameter))"),
+     "passed arguments the tool does not take"),
 )
 _PATH_MISSING = re.compile(r"(?i:no such file or directory|FileNotFoundError|(?:file|directory|path) not found"
                            r"|does not exist|ENOENT)")
 _SUBSTANCE = re.compile(r"^[ \t]*(?!```)[^\s{}\[\]()][^\n]{2,}", re.MULTILINE)
 _LISTING = re.compile(r"(?i:list|glob|find|tree|\bls\b|search|grep)")
 
-Needle = tuple[Union["re.Pattern[str]", str, None], Union[int, None]]  # what to quote (None: a line of the step), where
+Needle = tuple[Union["re.Pattern[str]", str, None], Union[int, None]]  # what to quote (None: a line), at which step
 
 
 @dataclass(slots=True)
@@ -355,13 +361,13 @@ def _schema(trace: _Trace, error: str) -> _Finding | None:
     step = trace.final_answer()
     what = f"the {model[1]} schema" if model else "the required answer format"
     bad = _BAD_FIELD.search(error)
-    detail = f" (field {bad[1]!r}: {bad[2]})" if bad else ""
+    detail = f" (field {bad[2]!r}: {bad[3]})" if bad else ""
     return _Finding(
         SCHEMA, step, 0.55,
         f"The final answer does not satisfy {what}{detail}; the harness reports {sign!r}.",
         f"Return one JSON object that parses and validates against {what}.",
         f"It returned an answer the harness rejected with {sign!r}{detail}.",
-        [(f'"{bad[1]}"' if bad and bad[2].startswith("Extra") else "", step), (None, step)],
+        [(f"\"{bad[2]}\"" if bad and bad[3].startswith("Extra") else "", step), (None, step)],
     )
 
 
