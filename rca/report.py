@@ -70,12 +70,16 @@ def _known(db: Path, column: str) -> list[str]:
         return [r[0] for r in conn.execute(f"SELECT DISTINCT {column} FROM failures WHERE {column} IS NOT NULL ORDER BY 1")]
 
 
-def _check_filter(db: Path, column: str, label: str, wanted: list[str]) -> None:
-    known = _known(db, column)
-    unknown = [v for v in wanted if v not in known]
-    if unknown:
-        listed = ", ".join(map(repr, known)) if known else "none (the cache holds no failures)"
-        raise ParameterError(f"unknown {label} {', '.join(map(repr, unknown))} in {db}: known {label}s are {listed}")
+def check_filters(db: str | Path, *, run_ids: Sequence[str] = (), suites: Sequence[str] = (),
+                  generators: Sequence[str] = ()) -> None:
+    """Raise ParameterError naming any filter value the cache does not hold, with the known ones:
+    an empty result from a typo would look like good news."""
+    for column, wanted in (("run_id", run_ids), ("suite", suites), ("generator", generators)):
+        known = _known(Path(db), column)
+        unknown = [v for v in wanted if v not in known]
+        if unknown:
+            listed = ", ".join(map(repr, known)) if known else "none (the cache holds no failures)"
+            raise ParameterError(f"unknown {column} {', '.join(map(repr, unknown))} in {db}: known {column}s are {listed}")
 
 
 def _say(text: str) -> None:
@@ -144,8 +148,7 @@ def prepare(
     if runs is not None:
         ingest_text = str(ingest_runs(runs, db))
         _say(ingest_text)
-    for column, label, key in (("run_id", "run_id", "run_ids"), ("suite", "suite", "suites"), ("generator", "generator", "generators")):
-        _check_filter(db, column, label, filters[key])
+    check_filters(db, **filters)
 
     df = load_failures(db, **filters, limit=limit)
     session: dict[str, Any] = {}
@@ -418,7 +421,8 @@ def execute_report(
     files = ReportFiles(out / f"{name}.ipynb", out / f"{name}.html")
     try:
         papermill.execute_notebook(str(notebook), str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
-                                   progress_bar=False, log_output=False)
+                                   progress_bar=False, log_output=False,
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning, no shutdown noise
     except PapermillExecutionError as exc:
         export_html(files.notebook, files.html)
         raise ReportCellError(exc.cell_index, exc.exec_count, exc.source, exc.ename, exc.evalue, files) from None

@@ -1,0 +1,263 @@
+"""The `rca` command: demo data, ingest, analyze, report, or all of it in one `rca run`.
+
+Exit codes, for scripts: 0 done; 1 a step failed (a notebook cell, the analyzer, a bug);
+2 bad usage or input (a missing folder, an unknown suite, a wrong parameter). Errors are one
+line on stderr; set RCA_DEBUG=1 to get the traceback of an unexpected one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_DB = "analysis_cache.db"
+DEFAULT_RUNS = "benchmark_runs"
+DEFAULT_REPORTS = "reports"
+
+EPILOG = """\
+exit codes: 0 ok, 1 a step failed (notebook cell, analyzer), 2 bad usage or input.
+
+quickstart:
+  rca run --demo                 demo runs -> analysis -> reports/root_cause_analysis.{ipynb,html}
+step by step:
+  rca demo benchmark_runs        write demo runs (or point at your own run folders)
+  rca ingest benchmark_runs      read failed attempts into analysis_cache.db
+  rca analyze --dry-run          what analysis would cost; then without --dry-run
+  rca report                     execute the report notebook into reports/
+Gemini is used when GEMINI_API_KEY (or GEMINI_API_KEYS) is set; otherwise an offline analyzer."""
+
+
+class UsageError(Exception):
+    """Bad input from the command line: exit 2 with this message."""
+
+
+def _value(text: str) -> Any:
+    """A -p value as papermill reads one, plus JSON lists/objects: 3, 0.5, true, None, [a, b]."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text.strip()[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"-p value {text!r} is not valid JSON: {exc}") from None
+    return text
+
+
+def _params(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+    return {name: _value(value) for name, value in pairs or ()}
+
+
+# --- subcommands -------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rca.demo import make_demo
+
+    target = Path(args.dir)
+    if target.is_dir() and any(target.iterdir()) and not args.force:
+        raise UsageError(f"{target} is not empty: choose another folder, or pass --force to write the demo runs into it")
+    written = make_demo(target, seed=args.seed)
+    print(f"wrote {len(written)} demo runs to {target}:")
+    for path in written:
+        print(f"  {path}")
+    print(f"next: rca run --runs-dir {target}")
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rca.ingest import ingest_runs
+
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise UsageError(f"no runs folder at {runs}: pass the folder holding <run_id>/trace.jsonl (or `rca demo {runs}`)")
+    print(ingest_runs(runs, args.db))
+    return EXIT_OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from rca.analyze import analyze_failures
+    from rca.keys import AllKeysDead
+    from rca.report import check_filters
+    from rca.schema import resolve_taxonomy
+    from rca.store import load_failures
+
+    if not Path(args.db).is_file():
+        raise UsageError(f"no cache at {args.db}: run `rca ingest RUNS_DIR --db {args.db}` first")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {args.limit}")
+    resolve_taxonomy(args.taxonomy)  # a wrong name or file fails before anything is read
+    filters = {"run_ids": args.run_id or [], "suites": args.suite or [], "generators": args.generator or []}
+    check_filters(args.db, **filters)
+    df = load_failures(args.db, **filters, only_unanalyzed=args.only_unanalyzed, limit=args.limit)
+    if df.empty:
+        print("nothing to analyze: no failed attempts match")
+        return EXIT_OK
+    try:
+        out = analyze_failures(df, db=args.db, model=args.model, backend=args.backend, taxonomy=args.taxonomy,
+                               concurrency=args.concurrency, force=args.force, dry_run=args.dry_run,
+                               budget_usd=args.budget_usd, progress=sys.stderr.isatty(), runs_dir=args.runs_dir)
+    except AllKeysDead as exc:
+        print(f"rca analyze: stopped: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.dry_run:  # analyze_failures has printed the estimate
+        return EXIT_OK
+    counts = out["category"].value_counts()
+    width = max((len(str(c)) for c in counts.index), default=0)
+    print(f"{len(out)} failed attempts: {int(out['category'].notna().sum())} with a root cause")
+    for category, n in counts.items():
+        print(f"  {category:<{width}}  {n:>5}  {n / len(out):5.0%}")
+    errors = out["analysis_error"].dropna()
+    if len(errors):
+        print(f"  {len(errors)} not analyzed; first: {errors.iloc[0]}")
+    return EXIT_OK
+
+
+def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argparse.Namespace) -> int:
+    from rca.report import NOTEBOOK, ReportCellError, execute_report
+
+    try:
+        files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,
+                               args.output_dir, notebook=args.notebook or NOTEBOOK)
+    except ReportCellError as exc:
+        print(f"rca {args.command}: {exc}", file=sys.stderr)
+        print(f"rca {args.command}: the partly executed notebook is in {exc.files.notebook} ({exc.files.html})", file=sys.stderr)
+        return EXIT_USAGE if exc.ename == "ParameterError" else EXIT_FAILED
+    print(f"report:   {files.html}")
+    print(f"notebook: {files.notebook}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.runs_dir is None and not Path(args.db).is_file():
+        raise UsageError(f"no cache at {args.db}: pass --runs-dir to ingest runs first, or --db an existing analysis_cache.db")
+    return _execute(args.db, args.runs_dir, _params(args.param), args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runs = Path(args.runs_dir)
+    has_runs = runs.is_dir() and any(p.is_dir() for p in runs.iterdir())
+    if args.demo and not has_runs:
+        from rca.demo import make_demo
+
+        written = make_demo(runs)
+        print(f"wrote {len(written)} demo runs to {runs}")
+    elif args.demo:
+        print(f"using the runs already in {runs}")
+    elif not runs.is_dir():
+        raise UsageError(f"no runs folder at {runs}: pass --demo to write demo runs there first, or --runs-dir DIR")
+    return _execute(args.db, str(runs), {"analyze": True, **_params(args.param)}, args)
+
+
+# --- parser ------------------------------------------------------------------------------
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a notebook parameter, e.g. -p suites fix_errors -p limit 20 -p analyze false "
+                        "(lists as JSON: -p suites '[\"a\", \"b\"]')")
+    p.add_argument("--output-dir", default=DEFAULT_REPORTS, help=f"where the .ipynb and .html go (default: {DEFAULT_REPORTS}/)")
+    p.add_argument("--notebook", type=Path, help="a notebook to execute instead of notebooks/root_cause_analysis.ipynb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rca", description="Root causes of failed LLM-agent benchmark runs.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="write demo benchmark runs", description="Write three demo benchmark runs in the harness's format.")
+    p.add_argument("dir", nargs="?", default=DEFAULT_RUNS, help=f"folder to write them to (default: {DEFAULT_RUNS})")
+    p.add_argument("--seed", type=int, default=7, help="same seed, same bytes (default: 7)")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ingest", help="read failed attempts from run folders into the cache",
+                       description="Scan RUNS_DIR/<run_id>/trace.{jsonl,yaml}; runs already ingested are skipped.")
+    p.add_argument("runs_dir", nargs="?", default=DEFAULT_RUNS, help=f"(default: {DEFAULT_RUNS})")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"the cache (default: {DEFAULT_DB}; created if missing)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("analyze", help="find the root cause of each failed attempt",
+                       description="Analyze failed attempts from the cache; answers are cached, so a re-run "
+                                   "only asks again when model, taxonomy, prompt or trace changed (or --force).")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    p.add_argument("--run-id", action="append", metavar="ID", help="only this run (repeatable)")
+    p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
+    p.add_argument("--generator", action="append", metavar="NAME", help="only this generator (repeatable)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N failed attempts")
+    p.add_argument("--only-unanalyzed", action="store_true", help="skip rows that already have a root cause")
+    p.add_argument("--backend", choices=("auto", "gemini", "heuristic"), default="auto",
+                   help="auto: Gemini when an API key is set, else the offline heuristic (default: auto)")
+    p.add_argument("--model", help="Gemini model (default: $RCA_MODEL or the built-in default)")
+    p.add_argument("--concurrency", type=int, default=8, help="Gemini calls in flight (default: 8)")
+    p.add_argument("--force", action="store_true", help="analyze again even when a cached answer exists")
+    p.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; call nothing")
+    p.add_argument("--budget-usd", type=float, metavar="USD", help="stop calling Gemini once this much is spent")
+    p.add_argument("--taxonomy", default="default", help="built-in name or a .yaml/.json file (default: default)")
+    p.add_argument("--runs-dir", help="where to look for traces whose recorded path has moved")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="execute the report notebook into .ipynb and standalone .html",
+                       description="Execute notebooks/root_cause_analysis.ipynb with papermill on the cache "
+                                   "(after ingesting --runs-dir, if given). The notebook analyzes rows not yet "
+                                   "analyzed unless -p analyze false.")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    p.add_argument("--runs-dir", help="ingest these run folders first")
+    _report_options(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("run", help="the whole job: (demo runs ->) ingest -> analyze -> report",
+                       description="Ingest --runs-dir, analyze, and write reports/root_cause_analysis.{ipynb,html}.")
+    p.add_argument("--demo", action="store_true", help="write demo runs into --runs-dir first, unless it already holds runs")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, help=f"(default: {DEFAULT_RUNS})")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    _report_options(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rca")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    from rca.report import ParameterError
+
+    try:
+        return func(args)
+    except (UsageError, ParameterError, FileNotFoundError, ValueError) as exc:
+        print(f"rca {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"rca {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an environment fault: say what, keep the trace on request
+        if os.environ.get("RCA_DEBUG"):
+            traceback.print_exc()
+        print(f"rca {args.command}: failed: {type(exc).__name__}: {exc} (RCA_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
