@@ -482,3 +482,39 @@ def test_pathological_error_text_stays_linear() -> None:
     diagnose([user("go"), model(blob)], error)
     diagnose([], error)  # reaches the last rule too
     assert time.perf_counter() - started < 0.5
+
+
+def test_real_harness_rows_without_traces(fixture_runs: Path, tmp_path: Path) -> None:
+    """The real sample (no trace_logs): the error text alone decides, with a quote from it."""
+    from rca.ingest import ingest_runs
+    from rca.store import load_failures
+
+    ingest_runs(fixture_runs, tmp_path / "cache.db")
+    expected = {"libpod": "Infrastructure", "Signature Verification Failed": "Schema Violation",
+                "Expected '": "Logic Error", "does not match template": "Logic Error"}
+    seen: collections.Counter[str] = collections.Counter()
+    for row in load_failures(tmp_path / "cache.db").to_dict("records"):
+        error = row["raw_error"] or ""
+        answer = diagnose([], error)
+        sign = next(s for s in expected if s in error)
+        assert check(answer, []) == expected[sign], error[:200]
+        assert answer.evidence and answer.evidence[0].step is None and answer.evidence[0].quote in error
+        seen[sign] += 1
+    assert seen["libpod"] == 6 and sum(seen.values()) == 184 and all(seen.values())
+
+
+def test_huge_error_text_is_read_at_both_ends() -> None:
+    log = PYTEST_HEAD + "collected line\n" * 100_000 + "E       AssertionError: assert 5 == 3\nFAILED test_temp.py\n"
+    started = time.perf_counter()
+    answer = diagnose([], log)
+    assert time.perf_counter() - started < 0.2
+    assert category_of(answer) == "Logic Error" and answer.evidence[0].quote == "E       AssertionError: assert 5 == 3"
+    assert "AssertionError: assert 5 == 3" in answer.explanation
+
+
+def test_signs_at_the_end_of_a_long_event_are_quoted() -> None:
+    stderr = "debug: waiting\n" * 10_000 + "429 RESOURCE_EXHAUSTED. Max retries reached."
+    events = [user("go"), ev("CLI_STDERR", content=stderr)]
+    answer = diagnose(events, "TypeError: 'NoneType' object is not iterable")
+    assert check(answer, events) == "Infrastructure"
+    assert answer.evidence[0].step == 1 and answer.evidence[0].quote == "429 RESOURCE_EXHAUSTED. Max retries reached."

@@ -50,6 +50,7 @@ CATEGORIES = (STARVE, HALLU, MISUSE, SCHEMA, LOGIC, INFRA)
 MAX_QUOTE = 200
 _HEAD = 400  # a tool's status shows in its first lines, not in the files it prints
 _SCAN = 20_000  # error signs sit at the start or end of a long text
+_ERROR_CHARS = 50_000  # of a huge error text (a whole pytest log) its head and tail are read
 
 _INFRA = re.compile(
     r"(?<!line )(?<![\w:.])429(?![\w:.])|RESOURCE_EXHAUSTED|ResourceExhausted|DEADLINE_EXCEEDED|DeadlineExceeded"
@@ -257,7 +258,15 @@ def _symbols(error: str) -> list[tuple[str, str, str]]:
 
 
 def _shown(name: str, text: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
+    """`name` occurs in `text` as a whole identifier (str.find: megabytes of tool output are common)."""
+    at = text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        if not (at and (text[at - 1].isalnum() or text[at - 1] == "_")) and not (
+                end < len(text) and (text[end].isalnum() or text[end] == "_")):
+            return True
+        at = text.find(name, at + 1)
+    return False
 
 
 def _unverified(trace: _Trace, error: str, seen: str) -> list[str]:
@@ -293,13 +302,12 @@ def _quote(text: str, start: int, end: int) -> str | None:
 
 def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | None:
     if needle is None:  # the step's first line with some substance
-        m = _SUBSTANCE.search(text[:_SCAN])
+        m = _SUBSTANCE.search(text, 0, _SCAN)
     elif isinstance(needle, str):
         at = text.rfind(needle)
         return (at, at + len(needle)) if at >= 0 else None
-    elif not (m := needle.search(text[:_SCAN])) and len(text) > 2 * _SCAN:
-        tail = len(text) - _SCAN
-        return (m.start() + tail, m.end() + tail) if (m := needle.search(text, tail)) else None
+    elif not (m := needle.search(text, 0, _SCAN)) and len(text) > 2 * _SCAN:
+        m = needle.search(text, len(text) - _SCAN)
     return m.span() if m else None
 
 
@@ -476,10 +484,12 @@ def _logic(trace: _Trace, error: str) -> _Finding:
         actual = (f"It answered {answered[1]!r}, a real name but not the one the task asks for." if answered
                   else f"Its final answer (step {final}) was accepted as well-formed, then failed the harness's check.")
     needles += [(name, final) for name in _ANSWERED.findall(error)[:1]]
+    basis = ("The answer was well-formed and built on what the tools showed, but wrong" if trace.useful else
+             "The answer was well-formed but wrong" if trace.answers else
+             "No trace was recorded; the error text shows a well-formed answer judged wrong")
     return _Finding(
-        LOGIC, final, 0.45 if sign else 0.3,
-        "The answer was well-formed and used real names, but its behaviour was wrong"
-        + (f"; the harness reports: {sign}" if sign else "; no clearer sign was found."),
+        LOGIC, final, (0.45 if trace.texts else 0.4) if sign else 0.3,
+        basis + (f"; the harness reports: {sign}" if sign else "; no clearer sign was found."),
         "Produce an answer whose behaviour matches the task and passes its checks.",
         actual, needles if trace.answers else [],
     )
@@ -503,7 +513,10 @@ def require_default_categories(taxonomy: Taxonomy) -> None:
 def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> BaseModel:
     """The rule-based answer for one failed attempt: an instance of answer_model(taxonomy)."""
     require_default_categories(taxonomy)
-    trace, error = _read(events or []), error_text or ""
+    error = error_text or ""
+    if len(error) > 2 * _ERROR_CHARS:  # pieces joined at a line break, so every quote stays verbatim
+        error = error[:_ERROR_CHARS] + "\n" + error[-_ERROR_CHARS:]
+    trace = _read(events or [])
     finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
     if not finding.symbols and finding.category not in (INFRA, SCHEMA):
         finding.symbols = [s for s, *_ in _symbols(error)]
@@ -514,7 +527,7 @@ def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Tax
         expected_behavior=finding.expected,
         actual_behavior=finding.actual,
         root_cause_step=finding.step,
-        evidence=_evidence(trace, finding, error_text),
+        evidence=_evidence(trace, finding, error),
         confidence=finding.confidence,
         used_tools=bool(tools),
         tools_called=list(dict.fromkeys(tools)),
