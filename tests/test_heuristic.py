@@ -518,3 +518,16 @@ def test_signs_at_the_end_of_a_long_event_are_quoted() -> None:
     answer = diagnose(events, "TypeError: 'NoneType' object is not iterable")
     assert check(answer, events) == "Infrastructure"
     assert answer.evidence[0].step == 1 and answer.evidence[0].quote == "429 RESOURCE_EXHAUSTED. Max retries reached."
+
+
+def test_quotes_come_from_the_parts_of_long_outputs_the_renderer_keeps() -> None:
+    from rca.results import verify_evidence
+
+    filler = "".join(f"# line {i}\n" for i in range(5_000))
+    source = filler + LLM_AGENT_SOURCE + filler  # the class sits in the middle of a 100 KB read
+    events = [user("Fix it."), *tool("read_file", source, file_path=f"{SRC}/llm_agent.py"),
+              model(answer_json(code="root_agent = LlmAgent(name='a')\nprint(root_agent.system_prompt)"))]
+    answer = diagnose(events, "AttributeError: 'LlmAgent' object has no attribute 'system_prompt'")
+    assert check(answer, events) == "Hallucination"
+    evidence = [e.model_dump() for e in answer.evidence]
+    assert verify_evidence(evidence, render_trace(events).text) == len(evidence) >= 1

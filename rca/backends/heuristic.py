@@ -50,6 +50,7 @@ CATEGORIES = (STARVE, HALLU, MISUSE, SCHEMA, LOGIC, INFRA)
 MAX_QUOTE = 200
 _HEAD = 400  # a tool's status shows in its first lines, not in the files it prints
 _SCAN = 20_000  # error signs sit at the start or end of a long text
+_SHOWN = 3_000  # the rendered trace keeps about this much of each end of a long step
 _ERROR_CHARS = 50_000  # of a huge error text (a whole pytest log) its head and tail are read
 
 _INFRA = re.compile(
@@ -301,14 +302,19 @@ def _quote(text: str, start: int, end: int) -> str | None:
 
 
 def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | None:
-    if needle is None:  # the step's first line with some substance
+    """Where `needle` occurs, preferring the ends of a long text: the rendered trace keeps those."""
+    if needle is None:  # the first line with some substance
         m = _SUBSTANCE.search(text, 0, _SCAN)
-    elif isinstance(needle, str):
-        at = text.rfind(needle)
-        return (at, at + len(needle)) if at >= 0 else None
-    elif not (m := needle.search(text, 0, _SCAN)) and len(text) > 2 * _SCAN:
-        m = needle.search(text, len(text) - _SCAN)
-    return m.span() if m else None
+        return m.span() if m else None
+    n = len(text)
+    for lo, hi in ((0, _SHOWN), (n - _SHOWN, n), (0, _SCAN), (n - _SCAN, n)):
+        lo = max(lo, 0)
+        if isinstance(needle, str):
+            if needle and (at := text.find(needle, lo, hi)) >= 0:
+                return at, at + len(needle)
+        elif m := needle.search(text, lo, hi):
+            return m.span()
+    return None
 
 
 def _find(trace: _Trace, needle: re.Pattern[str] | str | None, step: int | None) -> tuple[int, str] | None:
