@@ -90,6 +90,11 @@ def _names(values: Iterable[object], k: int = 4) -> str:
     return "<br>  ".join(unique[:k]) + more
 
 
+def _by(frame: pd.DataFrame, column: str) -> dict[str, tuple[int, str]]:
+    """Row count and benchmark names for hover, per value of `column`."""
+    return {str(key): (len(group), _names(group["benchmark_name"])) for key, group in frame.groupby(column, sort=False)}
+
+
 def _layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 450, legend: bool = True) -> go.Figure:
     fig.update_layout(title={"text": title, "x": 0.01}, template=TEMPLATE, height=height,
                       xaxis_title=x, yaxis_title=y, legend_title_text="Root cause" if legend else None,
@@ -116,13 +121,13 @@ def categories_bar(df: pd.DataFrame) -> go.Figure:
         return empty_figure(title)
     order = category_order(rows)
     colors = category_colors(order)
-    groups = rows.groupby("category")["benchmark_name"]
-    counts = [int(groups.size()[c]) for c in order]
+    groups = _by(rows, "category")
+    counts = [groups[c][0] for c in order]
     shares = [n / len(rows) for n in counts]
     fig = go.Figure(go.Bar(
         x=order, y=counts, marker_color=[colors[c] for c in order],
         text=[f"{n} ({s:.0%})" for n, s in zip(counts, shares)], textposition="outside",
-        customdata=[[s, _names(groups.get_group(c))] for c, s in zip(order, shares)],
+        customdata=[[s, groups[c][1]] for c, s in zip(order, shares)],
         hovertemplate="<b>%{x}</b><br>%{y} failed attempts (%{customdata[0]:.0%})"
                       "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
     ))
@@ -145,12 +150,11 @@ def stacked_by(df: pd.DataFrame, by: str, label: str) -> go.Figure:
     colors = category_colors(order)
     fig = go.Figure()
     for cat in order:
-        part = rows[rows["category"] == cat]
-        names = part.groupby(by)["benchmark_name"]
-        counts = [int(names.size().get(g, 0)) for g in groups]
+        cells = _by(rows[rows["category"] == cat], by)
+        counts = [cells.get(g, (0, ""))[0] for g in groups]
         fig.add_bar(
             y=groups, x=counts, name=cat, orientation="h", marker_color=colors[cat],
-            customdata=[[n / totals[g], _names(names.get_group(g)) if n else ""] for g, n in zip(groups, counts)],
+            customdata=[[n / totals[g], cells.get(g, (0, ""))[1]] for g, n in zip(groups, counts)],
             hovertemplate=f"<b>%{{y}}</b> · {cat}<br>%{{x}} failed attempts (%{{customdata[0]:.0%}} of the {label})"
                           "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
         )
@@ -298,11 +302,13 @@ def evidence_verified(df: pd.DataFrame) -> go.Figure:
     shares = [verified[c] / total[c] for c in cats]
     unverified = rows[rows["evidence_verified"].fillna(0) < rows["evidence_total"].fillna(0)]
     doubt = unverified.groupby("category")["benchmark_name"].agg(_names)
+    groups = _by(rows, "category")
     fig = go.Figure(go.Bar(
         x=cats, y=shares, marker_color=[colors[c] for c in cats],
         text=[f"{int(verified[c])}/{int(total[c])} ({s:.0%})" for c, s in zip(cats, shares)], textposition="outside",
-        customdata=[doubt.get(c, "none") for c in cats],
-        hovertemplate="<b>%{x}</b><br>%{text} quotes verified<br>with unverified quotes:<br>  %{customdata}<extra></extra>",
+        customdata=[[doubt.get(c, "none"), groups[c][1]] for c in cats],
+        hovertemplate="<b>%{x}</b><br>%{text} quotes verified<br>with unverified quotes:<br>  %{customdata[0]}"
+                      "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
     ))
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
     return _layout(fig, title, "Root cause category", "Share of quotes verified", legend=False)
@@ -324,18 +330,18 @@ def runs_over_time(df: pd.DataFrame) -> go.Figure:
     title = "Root causes per run, in run order"
     if rows.empty:
         return empty_figure(title)
+    rows = rows.assign(run_id=rows["run_id"].astype(str))
     runs = run_order(rows)
-    totals = rows["run_id"].astype(str).value_counts()
+    totals = rows["run_id"].value_counts()
     order = category_order(rows)
     colors = category_colors(order)
     fig = go.Figure()
     for cat in order:
-        part = rows[rows["category"] == cat]
-        names = part.groupby(part["run_id"].astype(str))["benchmark_name"]
-        counts = [int(names.size().get(r, 0)) for r in runs]
+        cells = _by(rows[rows["category"] == cat], "run_id")
+        counts = [cells.get(r, (0, ""))[0] for r in runs]
         fig.add_bar(
             x=runs, y=counts, name=cat, marker_color=colors[cat],
-            customdata=[[n / totals[r], _names(names.get_group(r)) if n else ""] for r, n in zip(runs, counts)],
+            customdata=[[n / totals[r], cells.get(r, (0, ""))[1]] for r, n in zip(runs, counts)],
             hovertemplate=f"run <b>%{{x}}</b> · {cat}<br>%{{y}} failed attempts (%{{customdata[0]:.0%}} of the run)"
                           "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
         )
