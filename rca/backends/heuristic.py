@@ -205,7 +205,10 @@ def _read(events: list[dict[str, Any]]) -> _Trace:
 
     def call(step: int, name: Any, args: Any, call_id: Any) -> None:
         trace.calls.append((step, str(name or "?")))
-        calls[call_id] = (str(name or "?"), json.dumps(args, sort_keys=True, default=str))
+        try:
+            calls[call_id] = (str(name or "?"), json.dumps(args, sort_keys=True, default=str))
+        except (TypeError, ValueError):  # keys of mixed types cannot be sorted
+            calls[call_id] = (str(name or "?"), repr(args))
 
     def result(step: int, name: Any, raw: Any, call_id: Any, failed: bool = False) -> None:
         tool, args = calls.get(call_id, (str(name or "?"), "")) if call_id is not None else (str(name or "?"), "")
