@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
 from rca.backends.gemini import DEFAULT_MODEL, GeminiBackend
 from rca.backends.heuristic import HeuristicBackend
-from rca.keys import AllKeysDead, KeyPool
+from rca.keys import AllKeysDead, KeyPool, format_summary
 from rca.pricing import estimate_cost
 from rca.prompt import PROMPT_VERSION, system_instruction, user_prompt
 from rca.render import estimate_tokens, render_trace
@@ -141,7 +141,10 @@ async def analyze_failures_async(
             raise AllKeysDead(f"{runner.fatal}; {runner.done} rows were analyzed and saved before it stopped")
     finally:
         conn.close()
-    return _with_results(df, jobs)
+    out = _with_results(df, jobs)
+    if runner.key_summary():
+        out.attrs["rca_keys"] = runner.key_summary()  # each key's pace and 429s, by fingerprint
+    return out
 
 
 def _prepare(row: pd.Series, index: Any, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> _Job:
@@ -189,7 +192,12 @@ def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Runner:
-    """Runs the jobs under a concurrency bound and a budget, writing each result as it lands."""
+    """Runs the jobs under a concurrency bound and a budget, writing each result as it lands.
+
+    `concurrency` is a ceiling on rows in progress, not the pace: a Gemini backend's KeyPool
+    sends each call only when its key's budgets allow, so the calls in flight follow the
+    rate limits (rate x latency) and a slow call holds nothing but its own row.
+    """
 
     def __init__(self, conn: sqlite3.Connection, engine: Backend, tax: Taxonomy, concurrency: int,
                  budget_usd: float | None, progress: bool) -> None:
@@ -267,7 +275,16 @@ class _Runner:
             text += f"\nrca: stopped early: {self.fatal}"
         elif self.skipped and self.budget is not None:
             text += f" (budget ${self.budget:.4f} reached)"
+        keys = self.key_summary()
+        if keys:
+            window = getattr(getattr(self.engine, "keys", None), "window_s", 60.0)
+            text += "\n" + format_summary(keys, window)
         return text
+
+    def key_summary(self) -> list[dict[str, Any]]:
+        """Each key's state after the batch (fingerprints only), when the backend paces keys."""
+        keys = getattr(self.engine, "keys", None)
+        return keys.summary() if isinstance(keys, KeyPool) and (self.done or self.failed or self.fatal) else []
 
 
 def _with_results(df: pd.DataFrame, jobs: list[_Job]) -> pd.DataFrame:

@@ -1,23 +1,26 @@
-"""API keys: a pool that rotates them, cools them after a 429 and retires dead ones.
+"""API keys: a pool that paces calls to each key's rate limits, learns them, and retires dead keys.
 
 A key is a secret: it is never printed, logged, stored or put in an error message.
 Everything outside this module sees a Lease, whose repr shows only a fingerprint.
+The pacing itself (windows, AIMD, which waiting call goes next) is rca.scheduler's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from rca.scheduler import DEFAULT_WINDOW_S, Ask, KeyBudget, KeyLimits, QuotaHint, Spend, plan
+
 KEY_ENV_VARS = ("GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GEMINI_API_KEY", "GOOGLE_API_KEY")
-COOLDOWN_START_S = 5.0
-COOLDOWN_MAX_S = 300.0
+TOKEN_RATIO_BOUNDS = (0.5, 2.0)  # how far the server's token counts may correct our estimates
 
 
 class AllKeysDead(RuntimeError):
@@ -44,14 +47,17 @@ class Lease:
     key: str = field(repr=False)
     key_id: Any
     fingerprint: str
+    ticket: Any = field(default=None, repr=False, compare=False)  # the pool's record of what the call spent
 
     def __str__(self) -> str:
         return self.fingerprint
 
 
 class KeySource(Protocol):
-    async def acquire(self) -> Lease: ...
-    def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None) -> None: ...
+    async def acquire(self, tokens: float = 0, *, since: float | None = None, counted: bool = True) -> Lease: ...
+    def sent(self, lease: Lease) -> None: ...
+    def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
+                used_tokens: int | None = None, quota: QuotaHint | None = None) -> None: ...
     def scrub(self, text: str) -> str: ...
     def summary(self) -> list[dict[str, Any]]: ...
 
@@ -60,64 +66,165 @@ class KeySource(Protocol):
 class _KeyState:
     key: str = field(repr=False)
     fingerprint: str
-    last_used: float = 0.0
-    cooldown_until: float = 0.0
-    cooldown_s: float = COOLDOWN_START_S
+    budget: KeyBudget
     status: str = "usable"  # usable | retired | dead
-    calls: int = 0
-    rate_limited: int = 0
+
+
+@dataclass
+class _Ticket:
+    state: _KeyState
+    spend: Spend | None
+    estimate: float
+    sent: bool = False
+
+
+@dataclass
+class _Waiter:
+    ask: Ask
+    future: asyncio.Future[Lease]
+    counted: bool
+    estimate: float  # our own estimate, before the learned correction
 
 
 class KeyPool:
-    """Least-recently-used among usable keys; waits out cooldowns; fails when none is left."""
+    """Sends a call on a key only when that key's request and token budgets allow it.
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    ``limits`` (or RCA_KEY_LIMITS="rpm=15,tpm=250000" through from_env) apply to every key,
+    per ``window_s`` seconds; without them each key's limits are learned from its 429s.
+    Waiting calls are granted oldest first without letting a large one block small ones
+    (see rca.scheduler.plan); a call in flight holds nothing but its share of the window.
+    """
+
+    def __init__(self, keys: Sequence[str], *, limits: KeyLimits | None = None, window_s: float = DEFAULT_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         unique = list(dict.fromkeys(k.strip() for k in keys if k and k.strip()))
         if not unique:
             raise ValueError(f"no API key given: set one of {', '.join(KEY_ENV_VARS)}")
-        self._keys = [_KeyState(key=k, fingerprint=fingerprint(k)) for k in unique]
+        self.limits, self.window_s, self._clock = limits, window_s, clock
+        self._keys = [_KeyState(k, fingerprint(k), KeyBudget(limits, window_s=window_s)) for k in unique]
         self._by_fingerprint = {s.fingerprint: s for s in self._keys}
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._token_ratio = 1.0  # server-counted / estimated input tokens, learned from answers
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KeyPool | None:
-        """The pool from the first key variable that is set, or None when none is."""
+    def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> KeyPool | None:
+        """The pool from the first key variable that is set (None when none is), with RCA_KEY_LIMITS."""
         env = os.environ if env is None else env
         for name in KEY_ENV_VARS:
             value = env.get(name, "").strip()
             if value:
-                return cls(value.split(","))
+                options.setdefault("limits", KeyLimits.from_env(env))
+                return cls(value.split(","), **options)
         return None
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    async def acquire(self) -> Lease:
-        while True:
-            alive = [s for s in self._keys if s.status == "usable"]
-            if not alive:
-                raise AllKeysDead(self._dead_message())
-            now = time.monotonic()
-            ready = [s for s in alive if s.cooldown_until <= now]
-            if ready:
-                state = min(ready, key=lambda s: s.last_used)
-                state.last_used = now
-                state.calls += 1
-                return Lease(key=state.key, key_id=state.fingerprint, fingerprint=state.fingerprint)
-            await asyncio.sleep(min(s.cooldown_until for s in alive) - now)
+    # -- granting ------------------------------------------------------------------------
 
-    def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None) -> None:
-        state = self._by_fingerprint[lease.fingerprint]
+    async def acquire(self, tokens: float = 0, *, since: float | None = None, counted: bool = True) -> Lease:
+        """Wait until some key may send a call of about ``tokens`` input tokens.
+
+        ``since``: when the row first asked, so a retry keeps its place in line. ``counted=False``
+        is for calls the generation quota does not count (asking about the model).
+        """
+        now, estimate = self._clock(), max(0.0, float(tokens)) if counted else 0.0
+        ask = Ask(estimate * self._token_ratio, now if since is None else since, next(self._seq))
+        waiter = _Waiter(ask, asyncio.get_running_loop().create_future(), counted, estimate)
+        self._waiters.append(waiter)
+        self._dispatch()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                self._give_back(waiter.future.result())  # granted, never sent
+            raise
+
+    def _dispatch(self) -> None:
+        """Grant every waiting call that may go now; wake up again when the budgets next grow."""
+        alive = [s for s in self._keys if s.status == "usable"]
+        if not alive:
+            error = AllKeysDead(self._dead_message())
+            for waiter in self._waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            self._waiters.clear()
+            return
+        self._waiters = [w for w in self._waiters if not w.future.done()]
+        if not self._waiters:
+            return
+        now = self._clock()
+        by_ask = {id(w.ask): w for w in self._waiters}
+        for ask, index, spend in plan(now, [w.ask for w in self._waiters], [s.budget for s in alive]):
+            waiter = by_ask[id(ask)]
+            state = alive[index]
+            if not waiter.counted:
+                state.budget.refund(spend)
+                state.budget.finished(spend)
+                spend = None
+            ticket = _Ticket(state, spend, waiter.estimate)
+            waiter.future.set_result(Lease(state.key, state.fingerprint, state.fingerprint, ticket))
+        self._waiters = [w for w in self._waiters if not w.future.done()]
+        self._arm_timer(now, alive)
+
+    def _arm_timer(self, now: float, alive: list[_KeyState]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._waiters:
+            return
+        wake = min((t for s in alive if (t := s.budget.next_change(now)) is not None), default=now + self.window_s / 10)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(max(wake - now, 0.0) + 1e-4, self._dispatch)
+
+    def _give_back(self, lease: Lease) -> None:
+        ticket = lease.ticket
+        if isinstance(ticket, _Ticket) and ticket.spend is not None:
+            ticket.state.budget.refund(ticket.spend)
+            ticket.state.budget.finished(ticket.spend)
+            ticket.state.budget.calls -= 1
+        self._dispatch()
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def sent(self, lease: Lease) -> None:
+        """The call on ``lease`` is going on the wire now (optional: else it is dated from the grant)."""
+        ticket = lease.ticket
+        if isinstance(ticket, _Ticket) and ticket.spend is not None and not ticket.sent:
+            ticket.sent = True
+            ticket.state.budget.sent(ticket.spend, self._clock())
+
+    def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
+                used_tokens: int | None = None, quota: QuotaHint | None = None) -> None:
+        """Record how a call on ``lease`` ended: it shapes that key's pace from now on."""
+        ticket = lease.ticket if isinstance(lease.ticket, _Ticket) else None
+        state = ticket.state if ticket is not None else self._by_fingerprint[lease.fingerprint]
+        spend = ticket.spend if ticket is not None else None
+        budget = state.budget
         if outcome is Outcome.OK:
-            state.cooldown_s = COOLDOWN_START_S
+            if spend is not None:
+                if used_tokens and ticket is not None and ticket.estimate > 0:
+                    ratio = 0.9 * self._token_ratio + 0.1 * used_tokens / ticket.estimate
+                    self._token_ratio = min(max(ratio, TOKEN_RATIO_BOUNDS[0]), TOKEN_RATIO_BOUNDS[1])
+                budget.succeeded(spend, used_tokens)
         elif outcome is Outcome.RATE_LIMITED:
-            state.rate_limited += 1
-            wait = retry_after if retry_after is not None else state.cooldown_s
-            state.cooldown_until = time.monotonic() + wait
-            state.cooldown_s = min(state.cooldown_s * 2, COOLDOWN_MAX_S)
-        elif outcome is Outcome.EXHAUSTED:
+            budget.rate_limited_by(self._clock(), spend, retry_after, quota or QuotaHint())
+        elif spend is not None:
+            budget.finished(spend)  # an error: the call may have counted, so its units stay spent
+        if outcome is Outcome.EXHAUSTED:
             state.status = "retired"
         elif outcome is Outcome.INVALID:
             state.status = "dead"
+        self._dispatch()
+
+    # -- what the user sees --------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
         for state in self._keys:
@@ -125,10 +232,12 @@ class KeyPool:
         return text
 
     def summary(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
+        """Each key's state, by fingerprint: calls, 429s, cooldowns and the limits it is paced to."""
+        now = self._clock()
         return [
-            {"key": s.fingerprint, "status": s.status, "calls": s.calls, "rate_limited": s.rate_limited,
-             "cooling_s": round(max(s.cooldown_until - now, 0.0), 1)}
+            {"key": s.fingerprint, "status": s.status, "calls": s.budget.calls, "ok": s.budget.ok,
+             "rate_limited": s.budget.rate_limited, "cooldowns": s.budget.cooldowns,
+             "cooling_s": round(max(s.budget.cooldown_until - now, 0.0), 1), **s.budget.describe()}
             for s in self._keys
         ]
 
@@ -137,21 +246,47 @@ class KeyPool:
         return f"every API key is unusable for this run ({states}): check the keys and their quotas"
 
 
+def format_summary(rows: list[dict[str, Any]], window_s: float = DEFAULT_WINDOW_S) -> str:
+    """A few lines for the end of a batch: each key's state, limits and how they were found."""
+    per = "min" if window_s == 60 else f"{window_s:g}s"
+    lines = []
+    for row in rows:
+        text = f"rca: {row['key']} {row['status']}"
+        if "calls" in row:
+            text += f": {row['calls']} calls, {row.get('rate_limited', 0)} answered 429"
+        paces = [f"{row[m]:g} {m[0]}/{per} ({row[m + '_source']})" for m in ("rpm", "tpm") if row.get(m) is not None]
+        if paces:
+            text += "; paced to " + ", ".join(paces).replace("r/", "requests/").replace("t/", "tokens/")
+        elif "rpm_source" in row:
+            text += "; no limit met yet"
+        if row.get("cooling_s"):
+            text += f"; cooling down {row['cooling_s']:g}s more"
+        lines.append(text)
+    return "\n".join(lines)
+
+
 class KeyManagerPool:
-    """Adapter over a harness key manager with get_next_key_with_id / report_result."""
+    """Adapter over a harness key manager with get_next_key_with_id / report_result.
+
+    The manager chooses keys and keeps its own cooldowns, so no pacing happens here.
+    """
 
     def __init__(self, manager: Any, key_type: Any) -> None:
         self._manager, self._key_type = manager, key_type
         self._seen: dict[str, str] = {}
 
-    async def acquire(self) -> Lease:
+    async def acquire(self, tokens: float = 0, *, since: float | None = None, counted: bool = True) -> Lease:
         key, key_id = self._manager.get_next_key_with_id(self._key_type)
         if not key:
             raise AllKeysDead("the key manager has no usable key left")
         self._seen[key] = fingerprint(key)
         return Lease(key=key, key_id=key_id, fingerprint=fingerprint(key))
 
-    def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None) -> None:
+    def sent(self, lease: Lease) -> None:
+        pass
+
+    def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
+                used_tokens: int | None = None, quota: QuotaHint | None = None) -> None:
         if outcome is Outcome.ERROR:
             return  # not the key's fault: do not push it into cooldown
         self._manager.report_result(self._key_type, lease.key_id, outcome is Outcome.OK, None if message is None else self.scrub(message))

@@ -13,6 +13,7 @@ import asyncio
 import random
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from pydantic import ValidationError
 
 from rca.backends import AnalysisOutcome, AnalysisRequest
 from rca.keys import AllKeysDead, KeySource, Lease, Outcome
+from rca.render import estimate_tokens
+from rca.scheduler import QuotaHint
 from rca.pricing import call_cost
 from rca.prompt import repair_prompt, system_instruction, user_prompt
 from rca.schema import answer_json_schema, answer_model
@@ -34,6 +37,9 @@ MAX_KEY_SWITCHES = 32
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
 MAX_OUTPUT_TOKENS = 4_096
+
+
+_sending: ContextVar[Lease | None] = ContextVar("rca_gemini_sending", default=None)
 
 
 class UnknownModel(ValueError):
@@ -94,15 +100,33 @@ class GeminiBackend:
         client = self._clients.get(lease.fingerprint)
         if client is None:
             options = types.HttpOptions(
-                base_url=self._base_url, timeout=self._timeout_ms, retry_options=types.HttpRetryOptions(attempts=1)
+                base_url=self._base_url, timeout=self._timeout_ms, retry_options=types.HttpRetryOptions(attempts=1),
+                async_client_args={"event_hooks": {"request": [self._on_send]}},
             )
             client = self._clients[lease.fingerprint] = genai.Client(api_key=lease.key, http_options=options)
         return client
 
+    async def _on_send(self, request: Any) -> None:
+        """httpx's request hook: have the pool told when the call's body is on the wire.
+
+        The server counts a call from its arrival; a burst granted at once leaves over tens
+        of milliseconds (new connections, serialization), and dating it from the grant
+        would free its window slot too early.
+        """
+        lease, keys = _sending.get(), self.keys
+        if lease is None:
+            return
+
+        async def trace(name: str, info: dict[str, Any]) -> None:
+            if name.endswith("send_request_body.complete"):
+                keys.sent(lease)
+
+        request.extensions["trace"] = trace
+
     async def check_model(self) -> None:
         """Ask the API about the model once, so a typo fails fast instead of once per row."""
         for _ in range(MAX_KEY_SWITCHES):
-            lease = await self.keys.acquire()
+            lease = await self.keys.acquire(counted=False)
             try:
                 await self._client(lease).aio.models.get(model=self.model)
             except errors.APIError as exc:
@@ -168,13 +192,14 @@ class GeminiBackend:
     async def _generate(self, contents: list[types.Content], config: types.GenerateContentConfig, usage: _Usage) -> str:
         """One answer's text, retrying by the kind of failure."""
         transient = 0
+        tokens, since = prompt_tokens(contents, config), time.monotonic()
         for _ in range(MAX_KEY_SWITCHES + MAX_TRANSIENT_RETRIES):
-            lease = await self.keys.acquire()
+            lease = await self.keys.acquire(tokens, since=since)
             try:
-                response = await self._client(lease).aio.models.generate_content(model=self.model, contents=contents, config=config)
+                response = await self._send(lease, contents, config)
             except errors.APIError as exc:
                 outcome, delay = classify(exc)
-                self.keys.release(lease, outcome, retry_after=delay, message=exc.message)
+                self.keys.release(lease, outcome, retry_after=delay, message=exc.message, quota=quota_hint(exc))
                 if outcome is Outcome.ERROR:
                     if not _transient(exc.code) or transient >= MAX_TRANSIENT_RETRIES:
                         raise RuntimeError(self.keys.scrub(f"API error {exc.code} {exc.status}: {exc.message}")) from None
@@ -188,10 +213,19 @@ class GeminiBackend:
                 transient += 1
                 await asyncio.sleep(backoff_delay(transient))
                 continue
-            self.keys.release(lease, Outcome.OK)
-            usage.add(response.usage_metadata)
+            metadata = response.usage_metadata
+            self.keys.release(lease, Outcome.OK, used_tokens=metadata.prompt_token_count if metadata else None)
+            usage.add(metadata)
             return answer_text(response)
         raise RuntimeError("gave up after too many retries")
+
+
+    async def _send(self, lease: Lease, contents: list[types.Content], config: types.GenerateContentConfig) -> types.GenerateContentResponse:
+        sending = _sending.set(lease)
+        try:
+            return await self._client(lease).aio.models.generate_content(model=self.model, contents=contents, config=config)
+        finally:
+            _sending.reset(sending)
 
 
 def classify(exc: errors.APIError) -> tuple[Outcome, float | None]:
@@ -204,6 +238,35 @@ def classify(exc: errors.APIError) -> tuple[Outcome, float | None]:
     if exc.code in (401, 403) or invalid_key:
         return Outcome.INVALID, None
     return Outcome.ERROR, None
+
+
+def quota_hint(exc: errors.APIError) -> QuotaHint | None:
+    """Which per-window quota a 429 hit (requests or input tokens) and its value, from its QuotaFailure."""
+    if exc.code != 429:
+        return None
+    for detail in _error_details(exc):
+        for violation in detail.get("violations", []) or []:
+            if not isinstance(violation, dict):
+                continue
+            name = f"{violation.get('quotaId', '')} {violation.get('quotaMetric', '')}".lower()
+            metric = "tokens" if "token" in name else "requests" if "request" in name else None
+            try:
+                value = float(violation["quotaValue"])
+            except (KeyError, TypeError, ValueError):
+                value = None
+            return QuotaHint(metric, value if value is not None and value > 0 else None)
+    return QuotaHint()
+
+
+def prompt_tokens(contents: list[types.Content], config: types.GenerateContentConfig) -> int:
+    """Estimated input tokens of one call: the text the quota counts (system instruction and turns)."""
+    texts = [p.text for c in contents for p in c.parts or () if p.text]
+    system = config.system_instruction
+    if isinstance(system, str):
+        texts.append(system)
+    elif isinstance(system, types.Content):
+        texts += [p.text for p in system.parts or () if p.text]
+    return sum(estimate_tokens(t) for t in texts)
 
 
 def _error_details(exc: errors.APIError) -> list[dict[str, Any]]:
