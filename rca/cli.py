@@ -159,7 +159,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"using the runs already in {runs}")
     elif not runs.is_dir():
         raise UsageError(f"no runs folder at {runs}: pass --demo to write demo runs there first, or --runs-dir DIR")
-    return _execute(args.db, str(runs), {"analyze": True, **_params(args.param)}, args)
+    params = {"analyze": True, **_params(args.param)}
+    if params["analyze"]:
+        print(f"analyzer: {_analyzer_label(params)}")
+    return _execute(args.db, str(runs), params, args)
+
+
+def _analyzer_label(params: dict[str, Any]) -> str:
+    """Which analyzer the notebook will use, said once in the terminal as well as in the report."""
+    from rca.analyze import choose_backend
+
+    engine = choose_backend(str(params.get("backend") or "auto"), params.get("model"), announce=False)
+    if engine.model == "heuristic":
+        return "offline rule-based (no GEMINI_API_KEY set; set one to analyze with Gemini)"
+    return f"Gemini {engine.model}"
 
 
 # --- parser ------------------------------------------------------------------------------

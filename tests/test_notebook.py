@@ -71,6 +71,7 @@ def test_rca_run_demo_writes_the_notebook_and_html(demo_report: dict) -> None:
     proc = demo_report["proc"]
     assert proc.returncode == 0, proc.stderr
     assert "wrote 3 demo runs" in proc.stdout
+    assert proc.stdout.count("analyzer: offline rule-based") == 1  # said once, in the terminal too
     assert "reports/root_cause_analysis.html" in proc.stdout and "reports/root_cause_analysis.ipynb" in proc.stdout
     assert demo_report["ipynb"].is_file() and demo_report["html"].is_file()
     assert (demo_report["dir"] / "analysis_cache.db").is_file() and (demo_report["dir"] / "benchmark_runs").is_dir()
