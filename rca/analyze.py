@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
 from rca.backends.gemini import DEFAULT_MODEL, GeminiBackend
-from rca.backends.heuristic import HeuristicBackend
+from rca.backends.heuristic import HeuristicBackend, require_default_categories
 from rca.keys import AllKeysDead, KeyPool, format_summary
 from rca.pricing import estimate_cost
 from rca.prompt import PROMPT_VERSION, system_instruction, user_prompt
@@ -122,6 +122,8 @@ async def analyze_failures_async(
         raise ValueError(f"df lacks columns {sorted(missing)}: pass rows of rca.load_failures(...)")
     tax = resolve_taxonomy(taxonomy)
     engine = choose_backend(backend, model, announce=progress) if isinstance(backend, str) else backend
+    if isinstance(engine, HeuristicBackend):
+        require_default_categories(tax)  # a setup error: say so before any row, not once per row
     db_path = Path(db or df.attrs.get("rca_db") or DEFAULT_DB)
     if not db_path.is_file():
         raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")

@@ -221,3 +221,12 @@ def test_concurrency_is_bounded(db: Path, server: FakeGemini) -> None:
     _run(db, concurrency=3)
     assert server.max_in_flight <= 3
     assert time.perf_counter() - start < 6 * 0.2 * 0.95 + 5  # sanity: did not run one by one with long stalls
+
+
+def test_offline_analyzer_refuses_a_custom_taxonomy_before_any_row(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEYS", raising=False)
+    custom = Taxonomy(name="mine", categories=(Category(name="A", definition="a"), Category(name="B", definition="b")))
+    with pytest.raises(ValueError, match="pass backend='gemini' for a custom taxonomy"):
+        analyze_failures(load_failures(db), taxonomy=custom, progress=False)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM analyses").fetchone()[0] == 0
