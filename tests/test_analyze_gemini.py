@@ -224,7 +224,8 @@ def test_concurrency_is_bounded(db: Path, server: FakeGemini) -> None:
 
 
 def test_offline_analyzer_refuses_a_custom_taxonomy_before_any_row(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GEMINI_API_KEYS", raising=False)
+    for name in ("GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     custom = Taxonomy(name="mine", categories=(Category(name="A", definition="a"), Category(name="B", definition="b")))
     with pytest.raises(ValueError, match="pass backend='gemini' for a custom taxonomy"):
         analyze_failures(load_failures(db), taxonomy=custom, progress=False)
