@@ -276,7 +276,8 @@ class KeyManagerPool:
         self._seen: dict[str, str] = {}
 
     async def acquire(self, tokens: float = 0, *, since: float | None = None, counted: bool = True) -> Lease:
-        key, key_id = self._manager.get_next_key_with_id(self._key_type)
+        # In a thread: a harness manager may block while its keys cool down.
+        key, key_id = await asyncio.to_thread(self._manager.get_next_key_with_id, self._key_type)
         if not key:
             raise AllKeysDead("the key manager has no usable key left")
         self._seen[key] = fingerprint(key)

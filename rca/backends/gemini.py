@@ -28,7 +28,7 @@ from rca.render import estimate_tokens
 from rca.scheduler import QuotaHint
 from rca.pricing import call_cost
 from rca.prompt import repair_prompt, system_instruction, user_prompt
-from rca.schema import answer_json_schema, answer_model
+from rca.schema import Taxonomy, answer_json_schema, answer_model
 
 DEFAULT_MODEL = "gemini-3.5-flash-lite"
 TIMEOUT_S = 120.0
@@ -95,6 +95,7 @@ class GeminiBackend:
         self._base_url = base_url
         self._timeout_ms = int(timeout_s * 1000)
         self._clients: dict[str, genai.Client] = {}
+        self._configs: dict[str, types.GenerateContentConfig] = {}
 
     def _client(self, lease: Lease) -> genai.Client:
         client = self._clients.get(lease.fingerprint)
@@ -105,6 +106,19 @@ class GeminiBackend:
             )
             client = self._clients[lease.fingerprint] = genai.Client(api_key=lease.key, http_options=options)
         return client
+
+    def _config(self, taxonomy: Taxonomy) -> types.GenerateContentConfig:
+        """The call settings for a taxonomy, built once: its JSON schema alone costs a millisecond or two."""
+        config = self._configs.get(taxonomy.key)
+        if config is None:
+            config = self._configs[taxonomy.key] = types.GenerateContentConfig(
+                system_instruction=system_instruction(taxonomy),
+                response_mime_type="application/json",
+                response_json_schema=answer_json_schema(taxonomy),
+                max_output_tokens=MAX_OUTPUT_TOKENS,
+                **generation_settings(self.model),
+            )
+        return config
 
     async def _on_send(self, request: Any) -> None:
         """httpx's request hook: have the pool told when the call's body is on the wire.
@@ -131,7 +145,7 @@ class GeminiBackend:
                 await self._client(lease).aio.models.get(model=self.model)
             except errors.APIError as exc:
                 outcome, delay = classify(exc)
-                self.keys.release(lease, outcome, retry_after=delay, message=exc.message)
+                self.keys.release(lease, outcome, retry_after=delay, message=f"{exc.code} {exc.status}: {exc.message}")
                 if exc.code == 404:
                     raise UnknownModel(f"the Gemini API does not know model {self.model!r}: {self.keys.scrub(exc.message or '')}") from None
                 if outcome in (Outcome.OK, Outcome.ERROR):
@@ -146,14 +160,7 @@ class GeminiBackend:
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
         started = time.perf_counter()
         usage = _Usage()
-        schema = answer_json_schema(request.taxonomy)
-        config = types.GenerateContentConfig(
-            system_instruction=system_instruction(request.taxonomy),
-            response_mime_type="application/json",
-            response_json_schema=schema,
-            max_output_tokens=MAX_OUTPUT_TOKENS,
-            **generation_settings(self.model),
-        )
+        config = self._config(request.taxonomy)
         prompt = user_prompt(
             benchmark_name=request.benchmark_name, suite=request.suite,
             error_text=request.error_text, rendered=request.rendered,
@@ -199,7 +206,7 @@ class GeminiBackend:
                 response = await self._send(lease, contents, config)
             except errors.APIError as exc:
                 outcome, delay = classify(exc)
-                self.keys.release(lease, outcome, retry_after=delay, message=exc.message, quota=quota_hint(exc))
+                self.keys.release(lease, outcome, retry_after=delay, message=f"{exc.code} {exc.status}: {exc.message}", quota=quota_hint(exc))
                 if outcome is Outcome.ERROR:
                     if not _transient(exc.code) or transient >= MAX_TRANSIENT_RETRIES:
                         raise RuntimeError(self.keys.scrub(f"API error {exc.code} {exc.status}: {exc.message}")) from None
