@@ -29,7 +29,8 @@ INCREASE_SHARE = 0.05  # additive increase, once per window in which the limit b
 BINDING = 0.9  # a call "binds" when it leaves its window this full; only such successes raise the limit
 OWN = 0.9  # a 429 when our own calls filled this share of the quota the server named is a timing slip, not a lower limit
 MARGIN_SHARE = 0.02  # a spent unit comes back this share of a window late, for the request's travel time
-FIRST_PROBE = 4  # while a key's request limit is unknown: calls in flight at first, one more per success
+FIRST_PROBE = 4  # while a key's request limit is unknown: calls in flight at first
+PROBE_GROWTH = 0.5  # per success: x1.5 calls in flight per round trip, so the first 429 finds at most half a burst in flight
 
 Metric = Literal["requests", "tokens"]
 _uses = itertools.count()  # orders keys by last use; times tie when several calls go at once
@@ -168,10 +169,13 @@ class KeyBudget:
         """Request limit unknown and as many calls in flight as the probe allows: wait for an answer."""
         return self.requests.value is None and self.in_flight >= self.probe
 
-    def fits(self, now: float, tokens: float) -> bool:
+    def open(self, now: float) -> bool:
+        """Whether a call of any size could go now: not cooling, not probing, room for one more call."""
         self._expire(now)
-        return (now >= self.cooldown_until and not self.probing() and self.count + 1 <= self.requests.calls()
-                and self.used + self.need(tokens) <= self.tokens.room())
+        return now >= self.cooldown_until and not self.probing() and self.count + 1 <= self.requests.calls()
+
+    def fits(self, now: float, tokens: float) -> bool:
+        return self.open(now) and self.used + self.need(tokens) <= self.tokens.room()
 
     def ready_at(self, now: float, tokens: float) -> float:
         """The earliest time a call of ``tokens`` fits, given what is spent now."""
@@ -257,7 +261,7 @@ class KeyBudget:
         """Correct the window to the tokens really used; raise binding limits a little."""
         self.finished(spend)
         if self.requests.value is None:
-            self.probe += 1  # doubles the calls in flight each round trip, until the first 429
+            self.probe += PROBE_GROWTH  # grows the calls in flight each round trip, until the first 429
         self.ok += 1
         self._cooldown_s = self.window_s / 12
         if used_tokens is not None and spend.live:
@@ -324,6 +328,8 @@ def plan(now: float, asks: Sequence[Ask], budgets: Sequence[KeyBudget]) -> list[
     grants: list[tuple[Ask, int, Spend]] = []
     reserved: tuple[int, float, float] | None = None  # key, calls and tokens to spare at the reserved time
     for ask in sorted(asks, key=lambda a: (a.since, a.seq)):
+        if reserved is not None and not any(b.open(now) for b in budgets):
+            break  # nothing more can go now, whatever its size
         fitting = [i for i, b in enumerate(budgets) if b.fits(now, ask.tokens)]
         if reserved is not None:
             key, calls, tokens = reserved
