@@ -71,12 +71,12 @@ def _trace(rng: random.Random, chars: int, case: int) -> list[dict[str, Any]]:
     return events
 
 
-def trace_chars(rng: random.Random) -> int:
-    """Long-tailed like real traces: median ~7k tokens, a few past the 50k-token render budget."""
-    return int(min(rng.lognormvariate(math.log(28_000), 1.0), 400_000))
+def trace_chars(rng: random.Random, median: int = 28_000) -> int:
+    """Long-tailed like real traces: by default a median of ~7k tokens, a few past the 50k-token render budget."""
+    return int(min(rng.lognormvariate(math.log(median), 1.0), 400_000))
 
 
-def write_failures(root: Path, n: int, *, seed: int = 5, runs: int = 4) -> Path:
+def write_failures(root: Path, n: int, *, seed: int = 5, runs: int = 4, median_chars: int = 28_000) -> Path:
     """`n` failed attempts in the harness's JSONL format, spread over `runs` run folders."""
     rng = random.Random(seed)
     for r in range(runs):
@@ -86,7 +86,7 @@ def write_failures(root: Path, n: int, *, seed: int = 5, runs: int = 4) -> Path:
             f.write(json.dumps({"event_type": "section_start", "timestamp": 1.7e9, "data": {"name": "Generator: bench"}}) + "\n")
             for case in range(r, n, runs):
                 attempt = {"attempt_number": 1, "status": "success", "error_message": None, "duration": 9.0,
-                           "api_key_id": "k0", "trace_logs": _trace(rng, trace_chars(rng), case), "answer": None,
+                           "api_key_id": "k0", "trace_logs": _trace(rng, trace_chars(rng, median_chars), case), "answer": None,
                            "rationale": None, "usage_metadata": None}
                 data = {"id": f"case-{case}", "suite": "fix_errors", "benchmark_name": f"{case:05d}: bench case",
                         "result": "fail_validation", "validation_error": f"AttributeError: no system_prompt ({case})",
