@@ -28,7 +28,8 @@ DECREASE = 0.8  # multiplicative decrease on a 429 that our own pace does not ex
 INCREASE_SHARE = 0.05  # additive increase, once per window in which the limit bound: this share of the limit
 BINDING = 0.9  # a call "binds" when it leaves its window this full; only such successes raise the limit
 OWN = 0.9  # a 429 when our own calls filled this share of the quota the server named is a timing slip, not a lower limit
-MARGIN_SHARE = 0.02  # a spent unit comes back this share of a window late, for the request's travel time
+SLIP = 0.1  # how much later than we date them the server may count our calls, as a share of the window
+MARGIN_SHARE = 0.02  # a spent unit comes back this share of a window late: for the request's arrival jitter
 FIRST_PROBE = 4  # while a key's request limit is unknown: calls in flight at first
 PROBE_GROWTH = 0.5  # per success: x1.5 calls in flight per round trip, so the first 429 finds at most half a burst in flight
 
@@ -144,6 +145,7 @@ class KeyBudget:
         self.span = window_s + (MARGIN_SHARE * window_s if margin_s is None else margin_s)
         self.requests, self.tokens = _Limit(limits.rpm), _Limit(limits.tpm)
         self._spent: deque[Spend] = deque()
+        self._recent: deque[Spend] = deque()  # expired in our view over the last window: the server may lag us
         self.count, self.used = 0, 0.0  # live spends and their tokens
         self.cooldown_until = 0.0
         self._cooldown_s = window_s / 12
@@ -160,6 +162,10 @@ class KeyBudget:
             gone.live = False
             self.count -= 1
             self.used -= gone.tokens
+            self._recent.append(gone)
+        recent = self._recent
+        while recent and recent[0].at + 2 * self.span <= now:
+            recent.popleft()
 
     def need(self, tokens: float) -> float:
         """Tokens a call is paced for: a call bigger than the whole budget waits for an empty window."""
@@ -276,20 +282,22 @@ class KeyBudget:
         """A 429: refund the call, learn from it, and rest the key until the server says it may be used."""
         self.rate_limited += 1
         self.cooldowns += 1
+        sent = now
         if spend is not None:
             self.finished(spend)
-        if spend is not None and spend.live:  # what the server had let through when it said no: the calls before
-            sent, calls, tokens = spend.at, 0.0, 0.0
-            for earlier in self._spent:
-                if earlier is spend:
-                    break
-                if earlier.at + self.span > spend.at:
-                    calls, tokens = calls + 1, tokens + earlier.tokens
+            sent = spend.at
+        # Our calls the server may still have counted when it said no: those within a window of this
+        # one, reaching a little further back, as the server may see them arrive later than we sent them.
+        since = sent - self.span - SLIP * self.window_s
+        calls = tokens = 0.0
+        for earlier in itertools.chain(self._recent, self._spent):
+            if earlier is spend:
+                break
+            if earlier.at >= since and not earlier.refunded:
+                calls, tokens = calls + 1, tokens + earlier.tokens
+        if spend is not None:
             tokens += spend.tokens
             self.refund(spend)
-        else:
-            self._expire(now)
-            calls, tokens, sent = float(self.count), self.used, now
         limit, observed = (self.tokens, tokens) if hint.metric == "tokens" else (self.requests, calls)
         if sent >= limit.changed_at:  # one reaction per pace: the calls sent before it tell nothing new
             explained = hint.value is not None and (limit.told(hint.value, now) or observed >= OWN * hint.value - 1)

@@ -165,3 +165,25 @@ def test_learned_limits_recover_after_the_first_429s() -> None:
     assert statuses.count(429) <= 10  # slow start: a probe's worth, not the whole batch
     row = pool.summary()[0]
     assert row["rpm"] == 5 and row["rpm_source"] == "server" and row["ok"] == 25
+
+
+def test_the_analyzer_reports_each_keys_pace_without_its_key(tmp_path, capsys) -> None:  # noqa: ANN001
+    from rca import analyze_failures, ingest_runs, load_failures
+    from tests.conftest import attempt, event, result_event, write_run
+
+    trace = [{"type": "message", "role": "model", "content": "agent.system_prompt = 'x'"}]
+    write_run(tmp_path / "runs", "r1", [event("section_start", {"name": "Generator: g"}), *[
+        result_event(f"{i:02d}: case", attempts=[attempt(1, "success", None, trace)], validation_error=f"boom {i}")
+        for i in range(10)]])
+    db = tmp_path / "analysis_cache.db"
+    ingest_runs(tmp_path / "runs", db)
+    with FakeGemini(default_limits=Limits(rpm=3), window_s=0.5) as server:
+        pool = KeyPool([K1, K2], limits=KeyLimits(rpm=3), window_s=0.5)
+        out = analyze_failures(load_failures(db), backend=GeminiBackend(MODEL, pool, base_url=server.url),
+                               progress=False, concurrency=10)
+        assert server.stats().rate_limited == 0
+    assert out.category.notna().all()
+    err = capsys.readouterr().err
+    assert err.count("paced to 3 requests/0.5s (configured)") == 2 and K1 not in err and K2 not in err
+    assert [row["ok"] for row in out.attrs["rca_keys"]] == [5, 5]
+    assert K1 not in str(out.attrs["rca_keys"])

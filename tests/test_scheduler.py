@@ -137,6 +137,11 @@ def test_a_429_when_our_own_calls_filled_the_quota_is_a_timing_slip_not_a_lower_
     b.rate_limited_by(10.0, b.spend(9.99, 0), 0.05, QuotaHint("requests", 5))
     assert b.describe()["rpm"] == 5 and b.describe()["decreases"] == 0
     assert b.cooldown_until == pytest.approx(10.05)  # the pause the server asked for is enough
+    later = budget(rpm=5)
+    fill(later, 0.0, 5)
+    assert later.fits(10.0, 0)  # in our view the whole batch is back; the server lets it go a moment later
+    later.rate_limited_by(10.01, later.spend(10.0, 0), 0.03, QuotaHint("requests", 5))
+    assert later.describe()["decreases"] == 0
 
 
 def test_configured_limits_are_a_ceiling_for_increases() -> None:
