@@ -226,8 +226,8 @@ class GeminiBackend:
             return answer_text(response)
         raise RuntimeError("gave up after too many retries")
 
-
     async def _send(self, lease: Lease, contents: list[types.Content], config: types.GenerateContentConfig) -> types.GenerateContentResponse:
+        """One call, with its lease where the request hook (_on_send) can find it."""
         sending = _sending.set(lease)
         try:
             return await self._client(lease).aio.models.generate_content(model=self.model, contents=contents, config=config)
