@@ -316,6 +316,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, help="the fake server's rate window in seconds (default 3, --quick 1)")
     parser.add_argument("--jobs", type=int, default=4, help="worker processes (each runs one server at a time)")
     parser.add_argument("--approaches", default="rca,rca-learned,baseline")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     rows = args.rows or (150 if args.quick else 1000)
     window = args.window or (1.0 if args.quick else 3.0)
@@ -346,7 +347,8 @@ def main() -> None:
               "answered / second over the whole windows from the first request (the last, partial one left out). ceiling: keys x min(calls, tokens / mean tokens per call) per "
               "second. ratio: calls/s / ceiling; w/ tail: answered / wall / ceiling. in flight: most calls the "
               "server was answering at once.")
-        (root.parent / "rca-throughput.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+        if args.json:
+            args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
