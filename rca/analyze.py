@@ -45,11 +45,18 @@ RESULT_COLUMNS = [
 
 @dataclass
 class _Job:
+    """One row of the batch; its trace is read and rendered only when its turn comes."""
+
     index: Any
-    request: AnalysisRequest | None
+    row: dict[str, Any]
+    result: dict[str, Any]
+
+
+@dataclass
+class _Prepared:
+    request: AnalysisRequest
     est_tokens: int
     est_cost: float
-    result: dict[str, Any]
 
 
 def choose_backend(backend: str, model: str | None, *, announce: bool = True) -> Backend:
@@ -127,18 +134,17 @@ async def analyze_failures_async(
     db_path = Path(db or df.attrs.get("rca_db") or DEFAULT_DB)
     if not db_path.is_file():
         raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")
+    if dry_run:
+        return _dry_run_frame(df, engine, tax, runs_dir)
+    jobs = [_Job(index, row, {"model": engine.model}) for index, row in zip(df.index, df.to_dict("records"))]
     conn = connect(db_path)
     try:
-        jobs = [_prepare(row, index, engine, tax, runs_dir) for index, row in df.iterrows()]
-        if dry_run:
-            return _dry_run_frame(df, jobs, engine.model)
-        _use_cache(conn, jobs, engine.model, tax, force)
-        todo = [j for j in jobs if j.request is not None and not j.result.get("from_cache") and not j.result.get("analysis_error")]
-        if todo and isinstance(engine, GeminiBackend):
-            await engine.check_model()
-        runner = _Runner(conn, engine, tax, concurrency, budget_usd, progress)
-        await runner.run(todo)
-        print(runner.summary(len(jobs), sum(bool(j.result.get("from_cache")) for j in jobs)), file=sys.stderr)
+        runner = _Runner(conn, engine, tax, runs_dir=runs_dir, force=force, concurrency=concurrency,
+                         budget_usd=budget_usd, progress=progress)
+        await runner.run(jobs)
+        if runner.setup_error is not None:
+            raise runner.setup_error
+        print(runner.summary(len(jobs)), file=sys.stderr)
         if runner.fatal:
             raise AllKeysDead(f"{runner.fatal}; {runner.done} rows were analyzed and saved before it stopped")
     finally:
@@ -149,17 +155,14 @@ async def analyze_failures_async(
     return out
 
 
-def _prepare(row: pd.Series, index: Any, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> _Job:
-    """Read and render one row's trace; a missing trace is that row's error, not the batch's."""
-    try:
-        events = load_trace(row.to_dict(), runs_dir=runs_dir)
-    except (TraceNotFound, OSError) as exc:
-        return _Job(index, None, 0, 0.0, {"analysis_error": f"trace not readable: {exc}", "model": engine.model})
+def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> _Prepared:
+    """Read and render one row's trace and estimate its input; raises TraceNotFound/OSError."""
+    events = load_trace(row, runs_dir=runs_dir)
     rendered = render_trace(events, budget_tokens=TRACE_BUDGET_TOKENS)
-    error_text = row.get("raw_error")
+    error_text, suite = row.get("raw_error"), row.get("suite")
     request = AnalysisRequest(
         failure_id=int(row["id"]), benchmark_name=str(row["benchmark_name"]),
-        suite=row.get("suite") if isinstance(row.get("suite"), str) else None,
+        suite=suite if isinstance(suite, str) else None,
         error_text=error_text if isinstance(error_text, str) else None,
         events=events, rendered=rendered, taxonomy=tax,
     )
@@ -167,19 +170,7 @@ def _prepare(row: pd.Series, index: Any, engine: Backend, tax: Taxonomy, runs_di
         user_prompt(benchmark_name=request.benchmark_name, suite=request.suite, error_text=request.error_text, rendered=rendered)
     )
     cost = 0.0 if engine.model == "heuristic" else estimate_cost(engine.model, tokens)
-    return _Job(index, request, tokens, cost, {"model": engine.model})
-
-
-def _use_cache(conn: sqlite3.Connection, jobs: list[_Job], model: str, tax: Taxonomy, force: bool) -> None:
-    if force:
-        return
-    for job in jobs:
-        if job.request is None:
-            continue
-        hit = cached_analysis(conn, job.request.failure_id, model=model, taxonomy=tax.key,
-                              prompt_version=PROMPT_VERSION, trace_hash=job.request.rendered.sha256)
-        if hit is not None:
-            job.result = _result_from_record(dict(hit)) | {"from_cache": True}
+    return _Prepared(request, tokens, cost)
 
 
 def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -198,17 +189,21 @@ class _Runner:
 
     `concurrency` is a ceiling on rows in progress, not the pace: a Gemini backend's KeyPool
     sends each call only when its key's budgets allow, so the calls in flight follow the
-    rate limits (rate x latency) and a slow call holds nothing but its own row.
+    rate limits (rate x latency) and a slow call holds nothing but its own row. A row's
+    trace is read and rendered inside its slot and dropped once its result is stored, so
+    memory follows `concurrency`, not the number of rows.
     """
 
-    def __init__(self, conn: sqlite3.Connection, engine: Backend, tax: Taxonomy, concurrency: int,
-                 budget_usd: float | None, progress: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, engine: Backend, tax: Taxonomy, *, runs_dir: str | Path | None,
+                 force: bool, concurrency: int, budget_usd: float | None, progress: bool) -> None:
         self.conn, self.engine, self.tax, self.budget = conn, engine, tax, budget_usd
+        self.runs_dir, self.force, self.progress = runs_dir, force, progress
         self.slots = asyncio.Semaphore(concurrency)
-        self.progress = progress
         self.spent = self.in_flight = 0.0
-        self.done = self.failed = self.skipped = 0
+        self.done = self.failed = self.skipped = self.cached = 0
         self.fatal: str | None = None
+        self.setup_error: Exception | None = None
+        self._check_lock, self._model_checked = asyncio.Lock(), False
 
     async def run(self, jobs: list[_Job]) -> None:
         if not jobs:
@@ -221,31 +216,59 @@ class _Runner:
 
     async def _one(self, job: _Job) -> None:
         async with self.slots:
-            if self.fatal is not None:
-                job.result["analysis_error"] = f"not analyzed: {self.fatal}"
-                self.skipped += 1
-                return self._tick()
-            if self.budget is not None and self.spent + self.in_flight + job.est_cost > self.budget:
-                job.result["analysis_error"] = f"not analyzed: budget ${self.budget:.4f} reached"
-                self.skipped += 1
-                return self._tick()
-            self.in_flight += job.est_cost
             try:
-                outcome = await self.engine.analyze(job.request)  # type: ignore[arg-type]
+                prepared = _prepare(job.row, self.engine, self.tax, self.runs_dir)
+            except (TraceNotFound, OSError) as exc:
+                job.result["analysis_error"] = f"trace not readable: {exc}"
+                self.failed += 1
+                return self._tick()
+            request = prepared.request
+            hit = None if self.force else cached_analysis(
+                self.conn, request.failure_id, model=self.engine.model, taxonomy=self.tax.key,
+                prompt_version=PROMPT_VERSION, trace_hash=request.rendered.sha256)
+            if hit is not None:
+                job.result = _result_from_record(dict(hit)) | {"from_cache": True}
+                self.cached += 1
+                return self._tick()
+            if self.fatal is None:
+                await self._check_model()
+            if self.fatal is not None:
+                return self._skip(job, self.fatal)
+            if self.budget is not None and self.spent + self.in_flight + prepared.est_cost > self.budget:
+                return self._skip(job, f"budget ${self.budget:.4f} reached")
+            self.in_flight += prepared.est_cost
+            try:
+                outcome = await self.engine.analyze(request)
             except AllKeysDead as exc:
                 self.fatal = str(exc)
-                job.result["analysis_error"] = f"not analyzed: {exc}"
-                self.skipped += 1
-                return self._tick()
+                return self._skip(job, str(exc))
             finally:
-                self.in_flight -= job.est_cost
+                self.in_flight -= prepared.est_cost
             self.spent += outcome.cost_usd
-            job.result = self._store(job.request, outcome)  # type: ignore[arg-type]
+            job.result = self._store(request, outcome)
             if outcome.error:
                 self.failed += 1
             else:
                 self.done += 1
             self._tick()
+
+    async def _check_model(self) -> None:
+        """Before the first call (never when every row is cached): does the API know the model?"""
+        if self._model_checked or not isinstance(self.engine, GeminiBackend):
+            return
+        async with self._check_lock:
+            if self._model_checked:
+                return
+            try:
+                await self.engine.check_model()
+            except Exception as exc:  # an unknown model or no live key: the batch's error, raised after
+                self.setup_error, self.fatal = exc, str(exc)
+            self._model_checked = True
+
+    def _skip(self, job: _Job, reason: str) -> None:
+        job.result["analysis_error"] = f"not analyzed: {reason}"
+        self.skipped += 1
+        self._tick()
 
     def _store(self, request: AnalysisRequest, outcome: AnalysisOutcome) -> dict[str, Any]:
         answer = outcome.answer.model_dump(mode="json") if outcome.answer is not None else None
@@ -270,8 +293,8 @@ class _Runner:
         self.bar.set_postfix(done=self.done, failed=self.failed, cost=f"${self.spent:.4f}", refresh=False)
         self.bar.update(1)
 
-    def summary(self, total: int, cached: int) -> str:
-        text = (f"rca: {total} rows: {self.done} analyzed, {cached} from cache, {self.failed} failed, "
+    def summary(self, total: int) -> str:
+        text = (f"rca: {total} rows: {self.done} analyzed, {self.cached} from cache, {self.failed} failed, "
                 f"{self.skipped} not analyzed; ${self.spent:.4f} spent with {self.engine.model}")
         if self.fatal:
             text += f"\nrca: stopped early: {self.fatal}"
@@ -296,14 +319,24 @@ def _with_results(df: pd.DataFrame, jobs: list[_Job]) -> pd.DataFrame:
     return out
 
 
-def _dry_run_frame(df: pd.DataFrame, jobs: list[_Job], model: str) -> pd.DataFrame:
+def _dry_run_frame(df: pd.DataFrame, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> pd.DataFrame:
+    """Estimates only: each trace is rendered, measured and let go; a missing trace counts zero."""
+    tokens, costs = [], []
+    for row in df.to_dict("records"):
+        try:
+            prepared = _prepare(row, engine, tax, runs_dir)
+        except (TraceNotFound, OSError):
+            tokens.append(0)
+            costs.append(0.0)
+            continue
+        tokens.append(prepared.est_tokens)
+        costs.append(prepared.est_cost)
     out = df.copy()
-    out["est_input_tokens"] = [j.est_tokens for j in jobs]
-    out["est_cost_usd"] = [j.est_cost for j in jobs]
-    out["model"] = model
-    out.attrs["dry_run_total"] = {"rows": len(jobs), "input_tokens": int(out.est_input_tokens.sum()),
-                                  "cost_usd": float(out.est_cost_usd.sum())}
+    out["est_input_tokens"] = tokens
+    out["est_cost_usd"] = costs
+    out["model"] = engine.model
+    out.attrs["dry_run_total"] = {"rows": len(out), "input_tokens": int(sum(tokens)), "cost_usd": float(sum(costs))}
     total = out.attrs["dry_run_total"]
     print(f"rca dry run: {total['rows']} rows, ~{total['input_tokens']:,} input tokens, "
-          f"~${total['cost_usd']:.4f} expected with {model}; no calls made", file=sys.stderr)
+          f"~${total['cost_usd']:.4f} expected with {engine.model}; no calls made", file=sys.stderr)
     return out
