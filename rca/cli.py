@@ -127,11 +127,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argparse.Namespace) -> int:
-    from rca.report import NOTEBOOK, ReportCellError, execute_report
+    from rca.report import ReportCellError, execute_report
 
     try:
         files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,
-                               args.output_dir, notebook=args.notebook or NOTEBOOK)
+                               args.output_dir, notebook=args.notebook)
     except ReportCellError as exc:
         print(f"rca {args.command}: {exc}", file=sys.stderr)
         print(f"rca {args.command}: the partly executed notebook is in {exc.files.notebook} ({exc.files.html})", file=sys.stderr)
@@ -182,7 +182,7 @@ def _report_options(p: argparse.ArgumentParser) -> None:
                    help="set a notebook parameter, e.g. -p suites fix_errors -p limit 20 -p analyze false "
                         "(lists as JSON: -p suites '[\"a\", \"b\"]')")
     p.add_argument("--output-dir", default=DEFAULT_REPORTS, help=f"where the .ipynb and .html go (default: {DEFAULT_REPORTS}/)")
-    p.add_argument("--notebook", type=Path, help="a notebook to execute instead of notebooks/root_cause_analysis.ipynb")
+    p.add_argument("--notebook", type=Path, help="a notebook file to execute instead of rca's report notebook")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,12 +27,12 @@ from pandas.io.formats.style import Styler
 from rca.analyze import TRACE_BUDGET_TOKENS, analyze_failures, choose_backend
 from rca.charts import analyzed, baseline_disagreements, category_order
 from rca.ingest import ingest_runs
+from rca.notebook import build_notebook
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
 from rca.store import load_failures
 from rca.traces import TraceNotFound, load_trace
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "root_cause_analysis.ipynb"
 BACKENDS = ("auto", "gemini", "heuristic")
 
 
@@ -340,11 +340,11 @@ class ReportCellError(RuntimeError):
         super().__init__(f"cell {cell_index} (In [{exec_count}]: {self.first_line!r}) failed: {ename}: {evalue}")
 
 
-def notebook_parameters(notebook: str | Path = NOTEBOOK) -> list[str]:
-    """Names in the notebook's `parameters` cell."""
+def notebook_parameters(notebook: str | Path | None = None) -> list[str]:
+    """Names in the `parameters` cell of a notebook file, or of rca's report notebook."""
     import papermill
 
-    return list(papermill.inspect_notebook(str(notebook)))
+    return list(papermill.inspect_notebook(build_notebook() if notebook is None else str(notebook)))
 
 
 def kernel_name() -> str:
@@ -395,18 +395,19 @@ def execute_report(
     params: Mapping[str, Any] | None,
     output_dir: str | Path,
     *,
-    notebook: str | Path = NOTEBOOK,
+    notebook: str | Path | None = None,
     name: str = "root_cause_analysis",
     kernel: str | None = None,
 ) -> ReportFiles:
-    """Run the notebook with papermill into output_dir as <name>.ipynb and <name>.html.
+    """Run the report notebook (or `notebook`, a file) with papermill into output_dir as
+    <name>.ipynb and <name>.html.
 
+    The report notebook is built from rca.notebook, so an installed rca needs no checkout.
     db and runs_dir become db_path and runs_dir (None: no ingest); params override any
     parameter. A failing cell raises ReportCellError after both files are written.
     """
-    notebook = Path(notebook)
-    if not notebook.is_file():
-        raise FileNotFoundError(f"report notebook not found at {notebook}: run `python write_notebook.py` in a source checkout")
+    if notebook is not None and not Path(notebook).is_file():
+        raise FileNotFoundError(f"notebook not found: {notebook}")
     values = {"db_path": str(db) if db is not None else None, "runs_dir": str(runs_dir) if runs_dir is not None else None,
               **(params or {})}
     known = notebook_parameters(notebook)
@@ -420,7 +421,8 @@ def execute_report(
     out.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(out / f"{name}.ipynb", out / f"{name}.html")
     try:
-        papermill.execute_notebook(str(notebook), str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
+        source = build_notebook() if notebook is None else str(notebook)
+        papermill.execute_notebook(source, str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
                                    progress_bar=False, log_output=False,
                                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning, no shutdown noise
     except PapermillExecutionError as exc:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "root_cause_analysis.ipynb"  # what write_notebook.py writes
 SHARED = REPO.parent / "shared"
 FIXTURE = SHARED / "fixtures" / "harness" / "benchmark_output_test.jsonl"
 

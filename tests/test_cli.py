@@ -154,3 +154,9 @@ def test_python_dash_m_rca_is_the_same_command(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_USAGE and proc.stderr.startswith("rca ingest: error: no runs folder")
     proc = subprocess.run([sys.executable, "-m", "rca", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("rca ")
+
+
+def test_a_missing_notebook_file_is_a_usage_error(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--notebook", "nope.ipynb", "--output-dir", "out"]) == EXIT_USAGE
+    assert "notebook not found: nope.ipynb" in capsys.readouterr().err
+    assert not (work / "out").exists()

@@ -19,9 +19,9 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from rca.report import NOTEBOOK, kernel_name
+from rca.report import kernel_name
 from rca.testing import FakeGemini
-from tests.conftest import REPO
+from tests.conftest import NOTEBOOK, REPO
 
 BIN = Path(sys.executable).parent
 KEY_VARS = ("GEMINI_API_KEY", "GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GOOGLE_API_KEY", "RCA_MODEL",

@@ -15,7 +15,7 @@ import pytest
 from rca import charts, report
 from rca.demo import make_demo
 from rca.report import ParameterError, prepare
-from tests.conftest import REPO
+from tests.conftest import NOTEBOOK, REPO
 from tests.test_notebook import KEY_VARS
 
 FIGURES = (charts.categories_bar, charts.by_suite, charts.by_generator, charts.sunburst, charts.baseline_heatmap,
@@ -188,12 +188,11 @@ def test_committed_notebook_is_what_write_notebook_writes(tmp_path: Path) -> Non
     out = tmp_path / "nb.ipynb"
     proc = subprocess.run([sys.executable, str(REPO / "write_notebook.py"), "--output", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    committed = REPO / "notebooks" / "root_cause_analysis.ipynb"
-    assert committed.read_bytes() == out.read_bytes(), "run `python write_notebook.py` and commit the notebook"
+    assert NOTEBOOK.read_bytes() == out.read_bytes(), "run `python write_notebook.py` and commit the notebook"
 
 
 def test_notebook_has_parameters_and_no_outputs() -> None:
-    nb = nbformat.read(report.NOTEBOOK, as_version=4)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is None and c.outputs == [] for c in code)

@@ -1,0 +1,126 @@
+"""The report notebook, built from code: its cells and the nbformat document.
+
+`rca report` executes this notebook; `python write_notebook.py` writes it to
+notebooks/root_cause_analysis.ipynb for Jupyter and papermill users (a test keeps that file
+equal to what is built here). Cells stay short calls into rca.report and rca.charts. The
+build is byte-stable: no outputs, no execution counts, cell ids derived from the cells' names.
+"""
+
+from __future__ import annotations
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+INTRO = """\
+# Root causes of failed benchmark runs
+
+Every failed attempt in the benchmark runs was read by an analyzer (Gemini when an API key is set,
+otherwise the offline rule-based analyzer), which picked one root cause from the taxonomy, explained
+it, and quoted the trace as evidence. Run the cells top to bottom; change the parameters cell to look
+at other runs, suites or generators. Charts are interactive: hover a mark for the benchmarks behind it.
+
+In batch: `rca report` (notebook and standalone HTML in `reports/`), or
+`papermill notebooks/root_cause_analysis.ipynb out.ipynb -p db_path analysis_cache.db`."""
+
+SETUP = """\
+from rca import charts, report
+
+charts.use_offline_renderer()  # interactive charts that also work in the exported HTML, offline"""
+
+PARAMETERS = """\
+# Paths are relative to the kernel's working directory.
+db_path = "analysis_cache.db"  # the cache of failures and analyses
+runs_dir = "benchmark_runs"  # ingest new runs from here first; None: use db_path as it is
+
+# Filters: an empty list means all.
+run_ids = []
+suites = []
+generators = []
+limit = None  # at most this many failed attempts, e.g. 20 for a quick look
+
+# Analysis of the rows not yet analyzed with this taxonomy.
+analyze = True
+backend = "auto"  # "auto": Gemini when GEMINI_API_KEY is set, else offline; "gemini"; "heuristic"
+model = None  # Gemini model; None: $RCA_MODEL or the default
+concurrency = 8  # Gemini calls in flight
+force = False  # analyze again rows that already have a root cause
+budget_usd = None  # stop calling Gemini once this much is spent
+taxonomy = "default"  # a built-in name, or a .yaml/.json file of categories"""
+
+PREPARE = """\
+df = report.prepare(
+    db_path, runs_dir, run_ids=run_ids, suites=suites, generators=generators, limit=limit,
+    analyze=analyze, backend=backend, model=model, concurrency=concurrency, force=force,
+    budget_usd=budget_usd, taxonomy=taxonomy,
+)"""
+
+# (cell id, markdown, [(cell id, code), ...]) in notebook order; the ids keep the file byte-stable.
+SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("load", "## 0. Load\n\nIngests new runs from `runs_dir`, loads the failed attempts that match the filters, and "
+             "analyzes those without a root cause yet. A wrong parameter stops here, with a message saying what to set.",
+     [("prepare", PREPARE)]),
+    ("overview", "## 1. Overview\n\nHow many failed attempts this report covers, how many have a root cause, and which "
+                 "model(s) gave them at what cost. Failures without a root cause are left out of the charts below.",
+     [("overview-table", "report.overview(df)")]),
+    ("overall", "## 2. Root causes overall\n\nThe tallest bar is where fixing the agents (or the harness) pays off most. "
+                "Hover a bar to see which benchmarks are behind it.",
+     [("categories-bar", "charts.categories_bar(df)")]),
+    ("breakdown", "## 3. By suite and by generator\n\nA cause concentrated in one suite points at its tasks; one "
+                  "concentrated in one generator points at that agent. The sunburst shows both: click a ring to zoom in.",
+     [("by-suite", "charts.by_suite(df)"), ("by-generator", "charts.by_generator(df)"), ("sunburst", "charts.sunburst(df)")]),
+    ("regex", "## 4. Beyond the regex\n\nEach row is a tag the harness's regex gave the error, each column a root cause: "
+              "a tag spread over many columns is one the regex cannot explain. The table lists the failures whose "
+              "root cause is rarest for their tag; read those to see what the regex misses, or where the analyzer errs.",
+     [("regex-heatmap", "charts.baseline_heatmap(df)"),
+      ("regex-disagreements", "report.table(charts.baseline_disagreements(df, n=10))")]),
+    ("trust", "## 5. Trust\n\nConfidence is the analyzer's own estimate: a category with low confidence deserves a "
+              "look at its examples. Evidence quotes are checked against the trace; one not found verbatim may be invented.",
+     [("confidence", "charts.confidence_by_category(df)"), ("evidence", "charts.evidence_verified(df)")]),
+    ("examples", "## 6. Per category\n\nThe most confident failures of each root cause. Does the explanation fit the "
+                 "category's name, and is the expected behaviour what a correct agent would have done?",
+     [("examples-tables", "report.category_examples(df, per_category=3)")]),
+    ("trace", "## 7. One failure up close\n\nThe trace as the analyzer read it: the step it blamed is highlighted, the "
+              "steps it quoted are marked. Pass `failure_id=` (the `id` column) to look at another failure.",
+     [("trace-view", "row = report.pick_failure(df)  # or report.pick_failure(df, failure_id=42)\n"
+                     "report.show_trace(row, runs_dir=runs_dir)")]),
+    ("runs", "## 8. Run over run\n\nFailed attempts per run, oldest first. A band that grows from one run to the next "
+             "is a regression worth bisecting.",
+     [("runs-bars", "charts.runs_over_time(df)")]),
+]
+
+
+def _code(cell_id: str, source: str, **metadata: object) -> nbformat.NotebookNode:
+    cell = new_code_cell(source, metadata=dict(metadata))
+    cell.id = cell_id
+    return cell
+
+
+def _markdown(cell_id: str, source: str) -> nbformat.NotebookNode:
+    cell = new_markdown_cell(source)
+    cell.id = cell_id
+    return cell
+
+
+def build_notebook() -> nbformat.NotebookNode:
+    """The report notebook: intro, setup, a `parameters` cell for papermill, then the sections."""
+    cells = [
+        _markdown("intro", INTRO),
+        _code("setup", SETUP),
+        _markdown("parameters-doc", "## Parameters\n\nPapermill replaces this cell's values (`-p NAME VALUE`); "
+                                    "defaults report on the demo data that `rca demo` writes."),
+        _code("parameters", PARAMETERS, tags=["parameters"]),
+    ]
+    for md_id, text, codes in SECTIONS:
+        cells.append(_markdown(md_id, text))
+        cells.extend(_code(cell_id, source) for cell_id, source in codes)
+    nb = new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    })
+    nbformat.validate(nb)
+    return nb
+
+
+def notebook_text() -> str:
+    """The exact bytes written (as text), for the drift test."""
+    return nbformat.writes(build_notebook()) + "\n"
