@@ -127,7 +127,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argparse.Namespace) -> int:
-    from rca.report import ReportCellError, execute_report
+    from rca.notebook import ReportCellError, execute_report
 
     try:
         files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,

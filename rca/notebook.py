@@ -1,12 +1,21 @@
-"""The report notebook, built from code: its cells and the nbformat document.
+"""The report notebook: its cells, built from code, and running it in batch with papermill.
 
-`rca report` executes this notebook; `python write_notebook.py` writes it to
-notebooks/root_cause_analysis.ipynb for Jupyter and papermill users (a test keeps that file
-equal to what is built here). Cells stay short calls into rca.report and rca.charts. The
-build is byte-stable: no outputs, no execution counts, cell ids derived from the cells' names.
+`rca report` executes the notebook built here (execute_report); `python write_notebook.py`
+writes the same build to notebooks/root_cause_analysis.ipynb for Jupyter and papermill users
+(a test keeps that file equal to it). Cells stay short calls into rca.report and rca.charts.
+The build is byte-stable: no outputs, no execution counts, cell ids derived from the cells' names.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -124,3 +133,114 @@ def build_notebook() -> nbformat.NotebookNode:
 def notebook_text() -> str:
     """The exact bytes written (as text), for the drift test."""
     return nbformat.writes(build_notebook()) + "\n"
+
+
+# --- batch execution ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReportFiles:
+    notebook: Path
+    html: Path
+
+
+class ReportCellError(RuntimeError):
+    """A notebook cell failed; the partly executed notebook (and its HTML) were still written."""
+
+    def __init__(self, cell_index: int, exec_count: int | None, source: str, ename: str, evalue: str, files: ReportFiles):
+        self.cell_index, self.exec_count, self.ename, self.evalue, self.files = cell_index, exec_count, ename, evalue, files
+        self.first_line = next((line for line in source.splitlines() if line.strip()), "")
+        super().__init__(f"cell {cell_index} (In [{exec_count}]: {self.first_line!r}) failed: {ename}: {evalue}")
+
+
+def notebook_parameters(notebook: str | Path | None = None) -> list[str]:
+    """Names in the `parameters` cell of a notebook file, or of rca's report notebook."""
+    import papermill
+
+    return list(papermill.inspect_notebook(build_notebook() if notebook is None else str(notebook)))
+
+
+def kernel_name() -> str:
+    """A kernelspec that runs this interpreter, so the notebook sees the same rca and packages;
+    one is installed into sys.prefix when none does (e.g. a user-wide python3 points elsewhere)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    shorthand = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    for name in ("python3", *sorted(manager.find_kernel_specs())):
+        try:
+            argv = manager.get_kernel_spec(name).argv
+        except NoSuchKernel:
+            continue
+        if argv and (argv[0] in shorthand or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)):
+            return name
+    name = "rca-" + hashlib.sha1(sys.executable.encode()).hexdigest()[:8]
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
+                    "--display-name", f"Python ({sys.prefix})"], check=True, capture_output=True)
+    return name
+
+
+_OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+"""
+
+
+def export_html(notebook: str | Path, html_path: str | Path, title: str = "Root cause analysis") -> Path:
+    """A standalone HTML file: the notebook's outputs embed plotly.js once, and the page loads
+    nothing from the network (no require.js, MathJax or Mermaid CDN scripts)."""
+    import nbformat
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"rca_offline.html.j2": _OFFLINE_TEMPLATE})],
+                            template_file="rca_offline.html.j2")
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4), resources={"metadata": {"name": title}})
+    Path(html_path).write_text(body, encoding="utf-8")
+    return Path(html_path)
+
+
+def execute_report(
+    db: str | Path | None,
+    runs_dir: str | Path | None,
+    params: Mapping[str, Any] | None,
+    output_dir: str | Path,
+    *,
+    notebook: str | Path | None = None,
+    name: str = "root_cause_analysis",
+    kernel: str | None = None,
+) -> ReportFiles:
+    """Run the report notebook (or `notebook`, a file) with papermill into output_dir as
+    <name>.ipynb and <name>.html.
+
+    The report notebook is built from rca.notebook, so an installed rca needs no checkout.
+    db and runs_dir become db_path and runs_dir (None: no ingest); params override any
+    parameter. A failing cell raises ReportCellError after both files are written.
+    """
+    if notebook is not None and not Path(notebook).is_file():
+        raise FileNotFoundError(f"notebook not found: {notebook}")
+    values = {"db_path": str(db) if db is not None else None, "runs_dir": str(runs_dir) if runs_dir is not None else None,
+              **(params or {})}
+    known = notebook_parameters(notebook)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        from rca.report import ParameterError
+
+        raise ParameterError(f"unknown parameter {', '.join(unknown)}: the notebook takes {', '.join(known)}")
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(out / f"{name}.ipynb", out / f"{name}.html")
+    try:
+        source = build_notebook() if notebook is None else str(notebook)
+        papermill.execute_notebook(source, str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
+                                   progress_bar=False, log_output=False,
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning, no shutdown noise
+    except PapermillExecutionError as exc:
+        export_html(files.notebook, files.html)
+        raise ReportCellError(exc.cell_index, exc.exec_count, exc.source, exc.ename, exc.evalue, files) from None
+    export_html(files.notebook, files.html)
+    return files

@@ -1,22 +1,17 @@
 """The report notebook's logic, so its cells stay one-line calls: check the parameters, ingest,
-load, analyze; tables of the results; one trace up close; and running the notebook in batch.
+load, analyze; tables of the results; one trace up close. Running it in batch is rca.notebook's job.
 
     df = prepare(runs_dir="benchmark_runs", analyze=True)      # the notebook's first cell
     overview(df); category_examples(df); show_trace(pick_failure(df))
-    execute_report("analysis_cache.db", "benchmark_runs", {}, "reports")  # what `rca report` runs
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
-import os
 import re
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +22,6 @@ from pandas.io.formats.style import Styler
 from rca.analyze import TRACE_BUDGET_TOKENS, analyze_failures, choose_backend
 from rca.charts import analyzed, baseline_disagreements, category_order
 from rca.ingest import ingest_runs
-from rca.notebook import build_notebook
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
 from rca.store import load_failures
@@ -321,112 +315,3 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
     pre = (f'<div id="{anchor}" style="font-family:monospace;font-size:12px;white-space:pre-wrap;max-height:600px;'
            f'overflow:auto;border:1px solid #ddd;margin-top:8px;position:relative;">{"".join(out)}</div>')
     return HTML(facts_html + pre + scroll)
-
-
-# --- batch execution ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ReportFiles:
-    notebook: Path
-    html: Path
-
-
-class ReportCellError(RuntimeError):
-    """A notebook cell failed; the partly executed notebook (and its HTML) were still written."""
-
-    def __init__(self, cell_index: int, exec_count: int | None, source: str, ename: str, evalue: str, files: ReportFiles):
-        self.cell_index, self.exec_count, self.ename, self.evalue, self.files = cell_index, exec_count, ename, evalue, files
-        self.first_line = next((line for line in source.splitlines() if line.strip()), "")
-        super().__init__(f"cell {cell_index} (In [{exec_count}]: {self.first_line!r}) failed: {ename}: {evalue}")
-
-
-def notebook_parameters(notebook: str | Path | None = None) -> list[str]:
-    """Names in the `parameters` cell of a notebook file, or of rca's report notebook."""
-    import papermill
-
-    return list(papermill.inspect_notebook(build_notebook() if notebook is None else str(notebook)))
-
-
-def kernel_name() -> str:
-    """A kernelspec that runs this interpreter, so the notebook sees the same rca and packages;
-    one is installed into sys.prefix when none does (e.g. a user-wide python3 points elsewhere)."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    manager = KernelSpecManager()
-    shorthand = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
-    for name in ("python3", *sorted(manager.find_kernel_specs())):
-        try:
-            argv = manager.get_kernel_spec(name).argv
-        except NoSuchKernel:
-            continue
-        if argv and (argv[0] in shorthand or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)):
-            return name
-    name = "rca-" + hashlib.sha1(sys.executable.encode()).hexdigest()[:8]
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
-                    "--display-name", f"Python ({sys.prefix})"], check=True, capture_output=True)
-    return name
-
-
-_OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-"""
-
-
-def export_html(notebook: str | Path, html_path: str | Path, title: str = "Root cause analysis") -> Path:
-    """A standalone HTML file: the notebook's outputs embed plotly.js once, and the page loads
-    nothing from the network (no require.js, MathJax or Mermaid CDN scripts)."""
-    import nbformat
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"rca_offline.html.j2": _OFFLINE_TEMPLATE})],
-                            template_file="rca_offline.html.j2")
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4), resources={"metadata": {"name": title}})
-    Path(html_path).write_text(body, encoding="utf-8")
-    return Path(html_path)
-
-
-def execute_report(
-    db: str | Path | None,
-    runs_dir: str | Path | None,
-    params: Mapping[str, Any] | None,
-    output_dir: str | Path,
-    *,
-    notebook: str | Path | None = None,
-    name: str = "root_cause_analysis",
-    kernel: str | None = None,
-) -> ReportFiles:
-    """Run the report notebook (or `notebook`, a file) with papermill into output_dir as
-    <name>.ipynb and <name>.html.
-
-    The report notebook is built from rca.notebook, so an installed rca needs no checkout.
-    db and runs_dir become db_path and runs_dir (None: no ingest); params override any
-    parameter. A failing cell raises ReportCellError after both files are written.
-    """
-    if notebook is not None and not Path(notebook).is_file():
-        raise FileNotFoundError(f"notebook not found: {notebook}")
-    values = {"db_path": str(db) if db is not None else None, "runs_dir": str(runs_dir) if runs_dir is not None else None,
-              **(params or {})}
-    known = notebook_parameters(notebook)
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ParameterError(f"unknown parameter {', '.join(unknown)}: the notebook takes {', '.join(known)}")
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(out / f"{name}.ipynb", out / f"{name}.html")
-    try:
-        source = build_notebook() if notebook is None else str(notebook)
-        papermill.execute_notebook(source, str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
-                                   progress_bar=False, log_output=False,
-                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning, no shutdown noise
-    except PapermillExecutionError as exc:
-        export_html(files.notebook, files.html)
-        raise ReportCellError(exc.cell_index, exc.exec_count, exc.source, exc.ename, exc.evalue, files) from None
-    export_html(files.notebook, files.html)
-    return files

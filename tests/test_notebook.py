@@ -19,7 +19,7 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from rca.report import kernel_name
+from rca.notebook import kernel_name
 from rca.testing import FakeGemini
 from tests.conftest import NOTEBOOK, REPO
 

@@ -14,6 +14,7 @@ import pytest
 
 from rca import charts, report
 from rca.demo import make_demo
+from rca.notebook import notebook_parameters
 from rca.report import ParameterError, prepare
 from tests.conftest import NOTEBOOK, REPO
 from tests.test_notebook import KEY_VARS
@@ -163,7 +164,7 @@ def test_show_trace_highlights_the_root_cause_step(demo: dict, df: pd.DataFrame)
     assert row is not None and row.root_cause_step == row.root_cause_step
     page = report.show_trace(row, runs_dir=demo["runs"]).data
     step = int(row.root_cause_step)
-    assert page.count("◀ root cause") == 1 and f'class="rca-root" style="background:#fff1a8;' in page
+    assert page.count("◀ root cause") == 1 and 'class="rca-root" style="background:#fff1a8;' in page
     assert f"[{step}] " in page.split("◀ root cause")[0].rsplit('class="rca-root"', 1)[1]
     assert page.count("<script>") == 1  # our scroll-to-step script; trace text is escaped
     chosen = report.pick_failure(df, failure_id=int(df.id.iloc[3]))
@@ -198,7 +199,7 @@ def test_notebook_has_parameters_and_no_outputs() -> None:
     assert all(c.execution_count is None and c.outputs == [] for c in code)
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and code.index(params[0]) == 1
-    assert report.notebook_parameters() == ["db_path", "runs_dir", "run_ids", "suites", "generators", "limit", "analyze",
+    assert notebook_parameters() == ["db_path", "runs_dir", "run_ids", "suites", "generators", "limit", "analyze",
                                             "backend", "model", "concurrency", "force", "budget_usd", "taxonomy"]
     assert code[2].source.startswith("df = report.prepare(")
     assert all(len(c.source.splitlines()) <= 20 for c in code)
