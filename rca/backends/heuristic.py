@@ -1,7 +1,7 @@
 """Rule-based root-cause analysis: the offline fallback when Gemini is not available.
 
-It reads the harness's error text and the trace's structure the way a careful human
-skims them, and fills the same answer schema the model fills, so everything downstream
+It reads the harness's error text and the trace's structure (rca.backends.trace_facts)
+the way a careful human skims them, and fills the same answer schema the model fills, so everything downstream
 (cache, charts, comparisons) works unchanged. Confidence stays in 0.3–0.6: a rule sees
 symptoms, not intent.
 
@@ -29,16 +29,15 @@ Rule precedence (the first rule that fires wins; an earlier cause explains later
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from pydantic import BaseModel
 
 from rca.backends import AnalysisOutcome, AnalysisRequest
+from rca.backends.trace_facts import HEAD, ToolResult, TraceFacts, read_facts
 from rca.redact import redact
 from rca.schema import DEFAULT_TAXONOMY, Taxonomy, answer_model
 
@@ -48,7 +47,6 @@ INFRA, SCHEMA, HALLU, STARVE, MISUSE, LOGIC = (
     "Infrastructure", "Schema Violation", "Hallucination", "Context Starvation", "Tool Misuse", "Logic Error")
 CATEGORIES = (STARVE, HALLU, MISUSE, SCHEMA, LOGIC, INFRA)
 MAX_QUOTE = 200
-_HEAD = 400  # a tool's status shows in its first lines, not in the files it prints
 _SCAN = 20_000  # error signs sit at the start or end of a long text
 _SHOWN = 3_000  # the rendered trace keeps about this much of each end of a long step
 _ERROR_CHARS = 50_000  # of a huge error text (a whole pytest log) its head and tail are read
@@ -92,63 +90,12 @@ _LOGIC = tuple(re.compile(p, re.MULTILINE) for p in (  # what was judged wrong, 
 ))
 _JUDGED = re.compile(r"AssertionError|Expected '[^'\n]*', but got|does not match|validation error|ImportError|"
                      r"ModuleNotFoundError|has no attribute")
-_EMPTY = re.compile(r"\A\s*(?:\[\]|\{\}|None|null|\"\"|'')?\s*\Z")
-_NO_MATCH = re.compile(r"(?i:\bno (?:matches|results|files?|entries|such file|match)\b|\b0 (?:matches|results)\b"
-                       r"|\bfound 0\b|\bnot found\b|does not exist|\bis empty\b)")
-_ERROR = re.compile(r"\A\s*[{\[]?\s*[\"']?(?i:error|exception)\b|Traceback \(most recent|^\w*(?:Error|Exception):",
-                    re.MULTILINE)
-_MISUSE = (  # a tool's error caused by the agent's own arguments -> what it did wrong
-    (re.compile(r"(?i:is a directory|IsADirectoryError|EISDIR)"), "read a directory as a file"),
-    (re.compile(r"(?i:not a directory|NotADirectoryError|ENOTDIR)"), "listed a file as a directory"),
-    (re.compile(r"(?i:invalid (?:regex|regular expression)|re\.error|bad escape|unterminated character set"
-                r"|nothing to repeat|missing \), unterminated|unbalanced parenthesis)"), "passed an invalid regex"),
-    (re.compile(r"(?i:unknown tool|tool [\"']?[\w.-]+[\"']? (?:is )?not found|not found in the tools_dict|no such tool"
-                r"|not a valid tool|function \w+ is not found)"), "called a tool that does not exist"),
-    (re.compile(r"(?i:must have required property|missing \d+ required (?:positional )?argument|unexpected keyword "
-                r"argument|invalid argument|unknown (?:argument|parameter))"),
-     "passed arguments the tool does not take"),
-)
 _PATH_MISSING = re.compile(r"(?i:no such file or directory|FileNotFoundError|(?:file|directory|path) not found"
                            r"|does not exist|ENOENT)")
 _SUBSTANCE = re.compile(r"^[ \t]*(?!```)[^\s{}\[\]()][^\n]{2,}", re.MULTILINE)
 _LISTING = re.compile(r"(?i:list|glob|find|tree|\bls\b|search|grep)")
 
 Needle = tuple[Union["re.Pattern[str]", str, None], Union[int, None]]  # what to quote (None: a line), at which step
-
-
-@dataclass(slots=True)
-class _Result:
-    step: int
-    name: str
-    args: str
-    text: str
-    status: str = "useful"  # useful | empty | nomatch | error
-    misuse: str | None = None
-
-
-@dataclass
-class _Trace:
-    """What the rules need from the events, built in one pass."""
-
-    texts: list[tuple[int, str, bool]] = field(default_factory=list)  # (step, text, shown raw) to quote from
-    calls: list[tuple[int, str]] = field(default_factory=list)  # (step, tool name)
-    results: list[_Result] = field(default_factory=list)
-    answers: list[tuple[int, str]] = field(default_factory=list)  # what the model wrote
-    errors: list[tuple[int, str]] = field(default_factory=list)  # CLI_STDERR / GEMINI_CLIENT_ERROR
-    prompt: str = ""  # the user's messages: the task
-    prompt_steps: set[int] = field(default_factory=set)
-
-    @property
-    def useful(self) -> list[_Result]:
-        return [r for r in self.results if r.status == "useful"]
-
-    def final_answer(self) -> int | None:
-        return self.answers[-1][0] if self.answers else self.texts[-1][0] if self.texts else None
-
-    def writer_text(self) -> str:
-        """What the model wrote after its last tool result: the answer and the reasoning for it."""
-        after = self.results[-1].step if self.results else -1
-        return "\n".join(t for s, t in self.answers if s >= after)
 
 
 @dataclass
@@ -161,92 +108,6 @@ class _Finding:
     actual: str
     needles: list[Needle]
     symbols: list[str] = field(default_factory=list)
-
-
-# -- reading the trace ------------------------------------------------------------------
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key != "thought_signature":
-                yield from _strings(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
-
-
-def _classify(result: _Result, raw: Any, failed: bool) -> None:
-    head = result.text[:_HEAD]
-    if failed or isinstance(raw, dict) and any(
-            (str(k).lower() in ("error", "exception") and v) or (k == "status" and v in ("error", "failed"))
-            for k, v in raw.items()):
-        result.status = "error"
-    elif _EMPTY.match(result.text):
-        result.status = "empty"
-    elif _ERROR.search(head):
-        result.status = "error"
-    elif len(result.text) < _HEAD and _NO_MATCH.search(head):
-        result.status = "nomatch"
-    if result.status != "useful":
-        result.misuse = next((why for pattern, why in _MISUSE if pattern.search(head)), None)
-
-
-def _read(events: list[dict[str, Any]]) -> _Trace:
-    """One pass over the events: tool calls and results (both event styles), model text, errors."""
-    trace = _Trace()
-    calls: dict[Any, tuple[str, str]] = {}  # call id -> (tool, its arguments as JSON)
-
-    def keep(step: int, value: Any) -> str:
-        trace.texts.extend((step, s, isinstance(value, str)) for s in _strings(value))
-        return value if isinstance(value, str) else "\n".join(_strings(value))
-
-    def call(step: int, name: Any, args: Any, call_id: Any) -> None:
-        trace.calls.append((step, str(name or "?")))
-        try:
-            calls[call_id] = (str(name or "?"), json.dumps(args, sort_keys=True, default=str))
-        except (TypeError, ValueError):  # keys of mixed types cannot be sorted
-            calls[call_id] = (str(name or "?"), repr(args))
-
-    def result(step: int, name: Any, raw: Any, call_id: Any, failed: bool = False) -> None:
-        tool, args = calls.get(call_id, (str(name or "?"), "")) if call_id is not None else (str(name or "?"), "")
-        trace.results.append(_Result(step, str(name or tool), args, keep(step, raw)))
-        _classify(trace.results[-1], raw, failed)
-
-    def text(step: int, value: Any, role: Any) -> None:
-        if role == "user":
-            trace.prompt += keep(step, value) + "\n"
-            trace.prompt_steps.add(step)
-        else:
-            trace.answers.append((step, keep(step, value)))
-
-    for step, event in enumerate(events):
-        if not isinstance(event, dict):
-            continue
-        kind, content = event.get("type"), event.get("content")
-        if kind == "tool_use":
-            call(step, event.get("tool_name"), event.get("tool_input"), event.get("tool_call_id"))
-        elif kind == "tool_result":
-            details = event.get("details") if isinstance(event.get("details"), dict) else {}
-            result(step, event.get("tool_name"), event.get("tool_output"), event.get("tool_call_id"),
-                   details.get("status") in ("error", "failed"))
-        elif kind == "ADK_EVENT" and isinstance(content, dict) and isinstance(content.get("parts"), list):
-            for part in (p for p in content["parts"] if isinstance(p, dict)):
-                if isinstance(fc := part.get("function_call"), dict):
-                    call(step, fc.get("name"), fc.get("args"), fc.get("id"))
-                if isinstance(fr := part.get("function_response"), dict):
-                    result(step, fr.get("name"), fr.get("response"), fr.get("id"))
-                if isinstance(part.get("text"), str):
-                    text(step, part["text"], content.get("role") or event.get("role"))
-        elif kind in ("CLI_STDERR", "GEMINI_CLIENT_ERROR"):
-            trace.errors.append((step, keep(step, content) + "\n" + keep(step, event.get("details"))))
-        elif kind in ("message", "GEMINI_API_RESPONSE", "CLI_STDOUT_FULL", "CLI_STDOUT_RAW", "ADK_EVENT"):
-            text(step, content, event.get("role"))
-        else:
-            keep(step, content)
-    return trace
 
 
 def _symbols(error: str) -> list[tuple[str, str, str]]:
@@ -273,7 +134,7 @@ def _shown(name: str, text: str) -> bool:
     return False
 
 
-def _unverified(trace: _Trace, error: str, seen: str) -> list[str]:
+def _unverified(trace: TraceFacts, error: str, seen: str) -> list[str]:
     """Names the agent committed to that no useful tool output showed.
 
     A class the task itself names counts as shown (the agent did not invent it); a
@@ -320,7 +181,7 @@ def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | 
     return None
 
 
-def _find(trace: _Trace, needle: re.Pattern[str] | str | None, step: int | None) -> tuple[int, str] | None:
+def _find(trace: TraceFacts, needle: re.Pattern[str] | str | None, step: int | None) -> tuple[int, str] | None:
     """A one-line quote of `needle` at `step` (anywhere but the task prompt if None), latest first."""
     for s, text, raw in reversed(trace.texts):
         if (s != step) if step is not None else (s in trace.prompt_steps):
@@ -331,7 +192,7 @@ def _find(trace: _Trace, needle: re.Pattern[str] | str | None, step: int | None)
     return None
 
 
-def _evidence(trace: _Trace, finding: _Finding, error_text: str | None) -> list[dict[str, Any]]:
+def _evidence(trace: TraceFacts, finding: _Finding, error_text: str | None) -> list[dict[str, Any]]:
     quotes: list[dict[str, Any]] = []
     for needle, step in finding.needles:
         hit = _find(trace, needle, step) if needle != "" else None
@@ -348,7 +209,7 @@ def _evidence(trace: _Trace, finding: _Finding, error_text: str | None) -> list[
 # -- rules ------------------------------------------------------------------------------
 
 
-def _infra(trace: _Trace, error: str) -> _Finding | None:
+def _infra(trace: TraceFacts, error: str) -> _Finding | None:
     step, where = None, "the harness error"
     if not (m := _INFRA.search(error)):
         if _JUDGED.search(error):
@@ -370,7 +231,7 @@ def _infra(trace: _Trace, error: str) -> _Finding | None:
     )
 
 
-def _schema(trace: _Trace, error: str) -> _Finding | None:
+def _schema(trace: TraceFacts, error: str) -> _Finding | None:
     m, model = _PARSE_FAIL.search(error), _PYDANTIC.search(error)
     if not m and not (model and not _CODE_RAN.search(error)):
         return None
@@ -388,11 +249,11 @@ def _schema(trace: _Trace, error: str) -> _Finding | None:
     )
 
 
-def _misuse_starved(trace: _Trace, error: str) -> _Finding | None:
+def _misuse_starved(trace: TraceFacts, error: str) -> _Finding | None:
     if trace.useful or not trace.results:
         return None
     bad = [r for r in trace.results if r.misuse]
-    missing = [r for r in trace.results if _PATH_MISSING.search(r.text[:_HEAD])]
+    missing = [r for r in trace.results if _PATH_MISSING.search(r.text[:HEAD])]
     listed = bool(missing) and any(_LISTING.search(name) for s, name in trace.calls if s < missing[0].step)
     if not bad and (len(missing) < 2 or listed):
         return None
@@ -409,7 +270,7 @@ def _misuse_starved(trace: _Trace, error: str) -> _Finding | None:
     )
 
 
-def _starved(trace: _Trace, error: str) -> _Finding | None:
+def _starved(trace: TraceFacts, error: str) -> _Finding | None:
     if trace.useful or not trace.answers:
         return None
     symbols = [s for s, *_ in _symbols(error)]
@@ -426,7 +287,7 @@ def _starved(trace: _Trace, error: str) -> _Finding | None:
     )
 
 
-def _hallucination(trace: _Trace, error: str) -> _Finding | None:
+def _hallucination(trace: TraceFacts, error: str) -> _Finding | None:
     if not trace.useful:
         return None
     seen = "\n".join(r.text for r in trace.useful)
@@ -454,8 +315,8 @@ def _hallucination(trace: _Trace, error: str) -> _Finding | None:
     )
 
 
-def _looping(trace: _Trace, error: str) -> _Finding | None:
-    failing: dict[tuple[str, str], list[_Result]] = {}
+def _looping(trace: TraceFacts, error: str) -> _Finding | None:
+    failing: dict[tuple[str, str], list[ToolResult]] = {}
     for r in trace.results:
         if r.status != "useful":
             failing.setdefault((r.name, r.args), []).append(r)
@@ -481,7 +342,7 @@ def _sign(error: str) -> str | None:
     return None
 
 
-def _logic(trace: _Trace, error: str) -> _Finding:
+def _logic(trace: TraceFacts, error: str) -> _Finding:
     sign, final = _sign(error), trace.final_answer()
     before = [s for s, _ in trace.answers if final is not None and s < final]
     needles: list[Needle] = [(None, final), *((None, s) for s in before[-1:])]
@@ -525,7 +386,7 @@ def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Tax
     error = error_text or ""
     if len(error) > 2 * _ERROR_CHARS:  # pieces joined at a line break, so every quote stays verbatim
         error = error[:_ERROR_CHARS] + "\n" + error[-_ERROR_CHARS:]
-    trace = _read(events or [])
+    trace = read_facts(events or [])
     finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
     if not finding.symbols and finding.category not in (INFRA, SCHEMA):
         finding.symbols = [s for s, *_ in _symbols(error)]
