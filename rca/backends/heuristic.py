@@ -1,8 +1,8 @@
 """Rule-based root-cause analysis: the offline fallback when Gemini is not available.
 
 It reads the harness's error text and the trace's structure (rca.backends.trace_facts)
-the way a careful human skims them, and fills the same answer schema the model fills, so everything downstream
-(cache, charts, comparisons) works unchanged. Confidence stays in 0.3–0.6: a rule sees
+the way a careful human skims them, and fills the same answer schema the model fills, so
+everything downstream (cache, charts, comparisons) works unchanged. Confidence stays in 0.3–0.6: a rule sees
 symptoms, not intent.
 
 Rule precedence (the first rule that fires wins; an earlier cause explains later symptoms):
