@@ -1,7 +1,7 @@
 """The fake Gemini server: Gemini's REST protocol on 127.0.0.1, stdlib only.
 
-One ``ThreadingHTTPServer`` in a daemon thread; one thread per connection, so slow answers
-never hold up others. All mutable state sits behind one lock; sleeping happens outside it.
+The transport (rca.testing._http) runs in a daemon thread, one thread per connection; all
+mutable state here sits behind one lock, and sleeping happens outside it.
 """
 
 from __future__ import annotations
@@ -9,19 +9,33 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
+from rca.testing._http import JSON, Out, Server
 from rca.testing._replies import (
-    SAFETY_RATINGS, Answer, AnswerFn, Delay, Limits, Quota, Reply, _get, answer_text, bad_key_body, candidate,
-    error_body, rate_limit_body, seconds, text_chars, tokens_of, usage, violating_text,
+    SAFETY_RATINGS,
+    Answer,
+    AnswerFn,
+    Delay,
+    Limits,
+    Quota,
+    Reply,
+    _get,
+    answer_text,
+    bad_key_body,
+    candidate,
+    error_body,
+    rate_limit_body,
+    seconds,
+    text_chars,
+    tokens_of,
+    usage,
+    violating_text,
 )
 from rca.testing._schema import Chooser
 
@@ -31,7 +45,6 @@ if TYPE_CHECKING:
 DEFAULT_MODELS: tuple[str, ...] = (
     "gemini-3.5-flash-lite", "gemini-3.5-flash", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
 )
-_JSON = "application/json; charset=UTF-8"
 _ROUTE = re.compile(r"^/(?P<version>v1(?:alpha|beta)?)/models(?:/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?)?/?$")
 _GENERATE = ("generateContent", "streamGenerateContent")
 _NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). Please use API "
@@ -72,15 +85,8 @@ class Stats:
         return (self.requests, self.ok, self.rate_limited, self.errors, self.input_tokens)
 
 
-@dataclass(frozen=True)
-class _Out:
-    status: int
-    body: bytes
-    content_type: str = _JSON
-
-
-def _json_out(status: int, payload: Any) -> _Out:
-    return _Out(status, json.dumps(payload, indent=2).encode())  # Google pretty-prints its JSON
+def _json_out(status: int, payload: Any) -> Out:
+    return Out(status, json.dumps(payload, indent=2).encode())  # Google pretty-prints its JSON
 
 
 class _Window:
@@ -165,7 +171,7 @@ class FakeGemini:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ids = itertools.count(1)
-        self._httpd: _HTTPServer | None = None
+        self._httpd: Server | None = None
         self._thread: threading.Thread | None = None
         self._init_state()
 
@@ -184,8 +190,7 @@ class FakeGemini:
     def start(self) -> FakeGemini:
         if self._httpd is None:
             self._stop.clear()
-            self._httpd = _HTTPServer(self._addr, _Handler)
-            self._httpd.fake = self
+            self._httpd = Server(self._addr, self._handle, self._stop)
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                             name="FakeGemini", daemon=True)
             self._thread.start()
@@ -294,7 +299,7 @@ class FakeGemini:
 
     # -- request handling -------------------------------------------------------------------
 
-    def _handle(self, method: str, path: str, key: str | None, raw: bytes) -> _Out:
+    def _handle(self, method: str, path: str, key: str | None, raw: bytes) -> Out:
         arrived = time.monotonic()
         payload: Any = None
         route = _ROUTE.match(path)
@@ -326,7 +331,7 @@ class FakeGemini:
                     self._in_flight -= 1
 
     def _finish(self, method: str, path: str, key: str | None, payload: Any, arrived: float, model: str | None,
-                out: _Out, tokens: int | None) -> _Out:
+                out: Out, tokens: int | None) -> Out:
         """Record before the bytes go out, so a test reading ``requests`` after a call always sees it."""
         with self._lock:
             self._log.append(RecordedRequest(method, path, key, payload, arrived, model, out.status))
@@ -337,7 +342,7 @@ class FakeGemini:
         return out
 
     def _route(self, method: str, route: re.Match[str] | None, model: str | None, key: str | None,
-               payload: Any) -> _Out:
+               payload: Any) -> Out:
         if route is None:
             return _json_out(404, error_body(404, "Requested entity was not found."))
         if not key:
@@ -366,16 +371,16 @@ class FakeGemini:
             return _json_out(200, {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT",
                                                                                   "tokenCount": total}]})
         out = self._generate(version, model, key, request)
-        if call == "streamGenerateContent" and out.status == 200 and out.content_type == _JSON:
+        if call == "streamGenerateContent" and out.status == 200 and out.content_type == JSON:
             chunk = json.dumps(json.loads(out.body))
-            return _Out(200, f"data: {chunk}\r\n\r\n".encode(), "text/event-stream")
+            return Out(200, f"data: {chunk}\r\n\r\n".encode(), "text/event-stream")
         return out
 
     def _known(self, model: str) -> bool:
         return self.models is None or model in self.models
 
     @staticmethod
-    def _not_found(model: str, version: str, call: str) -> _Out:
+    def _not_found(model: str, version: str, call: str) -> Out:
         return _json_out(404, error_body(404, (
             f"models/{model} is not found for API version {version}, or is not supported for {call}. "
             "Call ListModels to see the list of available models and their supported methods.")))
@@ -392,7 +397,7 @@ class FakeGemini:
                     return self._then[scope]
         return None
 
-    def _generate(self, version: str, model: str, key: str, request: dict[str, Any]) -> _Out:
+    def _generate(self, version: str, model: str, key: str, request: dict[str, Any]) -> Out:
         step = self._next_step(key, model)
         if step is None:
             if not self._known(model):
@@ -416,7 +421,7 @@ class FakeGemini:
             self._stop.wait(wait)
         return self._render(step, model, key, request)
 
-    def _render(self, step: Reply, model: str, key: str, request: dict[str, Any]) -> _Out:
+    def _render(self, step: Reply, model: str, key: str, request: dict[str, Any]) -> Out:
         opts = step.options
         if step.kind == "error":
             return _json_out(step.status, error_body(step.status, opts["message"]))
@@ -425,7 +430,7 @@ class FakeGemini:
         if step.kind == "rate_limited":
             return _json_out(429, rate_limit_body(opts["quota"], opts["limit"], model, opts["retry_delay"]))
         if step.kind == "malformed":
-            return _Out(step.status, opts["body"].encode(), opts["content_type"])
+            return Out(step.status, opts["body"].encode(), opts["content_type"])
         prompt = tokens_of(text_chars(request))
         body: dict[str, Any] = {}
         text: str | None = None
@@ -452,86 +457,6 @@ class FakeGemini:
         body["modelVersion"] = model
         body["responseId"] = f"fake-{next(self._ids):06d}"
         return _json_out(200, body)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024  # a burst of concurrent connects must not be refused
-    fake: FakeGemini
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, conn: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if alive else self._connections.discard)(conn)
-
-    def drop_connections(self) -> None:
-        """End idle keep-alive connections so their handler threads exit with the server."""
-        with self._connections_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as httpx pools connections
-    server_version = "ESF"
-    sys_version = ""
-    timeout = 120  # drop idle keep-alive connections eventually
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        self.server.track(self.connection, False)
-        super().finish()
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _serve(self, method: str) -> None:
-        raw = self._read_body()
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        key = self.headers.get("x-goog-api-key") or (query.get("key") or [None])[0]
-        out = self.server.fake._handle(method, url.path, key, raw)
-        if self.server.fake._stop.is_set():
-            self.close_connection = True
-            return
-        try:
-            self.send_response(out.status)
-            self.send_header("Content-Type", out.content_type)
-            self.send_header("Content-Length", str(len(out.body)))
-            self.end_headers()
-            self.wfile.write(out.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
 
 
 __all__ = ["DEFAULT_MODELS", "FakeGemini", "RecordedRequest", "Stats"]
