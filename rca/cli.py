@@ -115,15 +115,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if args.dry_run:  # analyze_failures has printed the estimate
         return EXIT_OK
-    counts = out["category"].value_counts()
-    width = max((len(str(c)) for c in counts.index), default=0)
-    print(f"{len(out)} failed attempts: {int(out['category'].notna().sum())} with a root cause")
-    for category, n in counts.items():
-        print(f"  {category:<{width}}  {n:>5}  {n / len(out):5.0%}")
+    _print_categories(out, "failed attempts")
     errors = out["analysis_error"].dropna()
     if len(errors):
         print(f"  {len(errors)} not analyzed; first: {errors.iloc[0]}")
     return EXIT_OK
+
+
+def _print_categories(df: Any, what: str) -> None:
+    counts = df["category"].value_counts()
+    width = max((len(str(c)) for c in counts.index), default=0)
+    print(f"{len(df)} {what}: {int(df['category'].notna().sum())} with a root cause")
+    for category, n in counts.items():
+        print(f"  {category:<{width}}  {n:>5}  {n / len(df):5.0%}")
 
 
 def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argparse.Namespace) -> int:
@@ -162,7 +166,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = {"analyze": True, **_params(args.param)}
     if params["analyze"]:
         print(f"analyzer: {_analyzer_label(params)}")
-    return _execute(args.db, str(runs), params, args)
+    code = _execute(args.db, str(runs), params, args)
+    if code == EXIT_OK:
+        from rca.store import load_failures
+
+        _print_categories(load_failures(args.db), "failed attempts in the cache")
+    return code
 
 
 def _analyzer_label(params: dict[str, Any]) -> str:
