@@ -216,8 +216,8 @@ class _Runner:
 
     async def _one(self, job: _Job) -> None:
         async with self.slots:
-            try:
-                prepared = _prepare(job.row, self.engine, self.tax, self.runs_dir)
+            try:  # off the loop: a multi-MB trace takes tens of ms to render, and calls are in flight
+                prepared = await asyncio.to_thread(_prepare, job.row, self.engine, self.tax, self.runs_dir)
             except (TraceNotFound, OSError) as exc:
                 job.result["analysis_error"] = f"trace not readable: {exc}"
                 self.failed += 1
