@@ -8,7 +8,7 @@ PROMPT_VERSION whenever the wording changes: it is part of the cache key.
 from __future__ import annotations
 
 from rca.redact import redact
-from rca.render import RenderedTrace
+from rca.render import RenderedTrace, shorten
 from rca.schema import Taxonomy
 
 PROMPT_VERSION = "1"
@@ -43,7 +43,8 @@ def system_instruction(taxonomy: Taxonomy) -> str:
 
 def user_prompt(*, benchmark_name: str, suite: str | None, error_text: str | None, rendered: RenderedTrace) -> str:
     """The per-attempt part of the prompt; its text is data, delimited as such."""
-    error = redact(_head_tail(error_text or "(no error message recorded)", ERROR_TEXT_CHARS))
+    # Redact first: a cut through a key would leave a piece too short to be recognised.
+    error = shorten(redact(error_text or "(no error message recorded)"), ERROR_TEXT_CHARS)
     return (
         f"Benchmark case: {benchmark_name}\n"
         f"Suite: {suite or 'unknown'}\n"
@@ -60,9 +61,3 @@ def repair_prompt(problem: str) -> str:
         f"{problem[:1000]}\nAnswer again with a single JSON object that matches the schema exactly."
     )
 
-
-def _head_tail(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n… [cut {len(text) - limit:,} chars] …\n{text[-half:]}"

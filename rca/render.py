@@ -30,7 +30,7 @@ import pydantic
 
 from rca.redact import redact
 
-__all__ = ["CHARS_PER_TOKEN", "MIN_BUDGET_TOKENS", "RenderedTrace", "estimate_tokens", "render_trace"]
+__all__ = ["CHARS_PER_TOKEN", "MIN_BUDGET_TOKENS", "RenderedTrace", "estimate_tokens", "render_trace", "shorten"]
 
 # Gemini's documented rule of thumb is ~4 characters per token for English text. Code and
 # JSON run a little denser, so budgets should keep some headroom; an exact count would need
@@ -298,7 +298,7 @@ def _blocks(events: Sequence[Any]) -> list[_Block]:
         else:
             blocks.append(_Block(index, index, head, body, error))
     for block in blocks:  # cut after comparing, so only truly identical steps merge
-        block.body = _shorten(block.body, MAX_STEP_TOKENS * CHARS_PER_TOKEN)
+        block.body = shorten(block.body, MAX_STEP_TOKENS * CHARS_PER_TOKEN)
     return blocks
 
 
@@ -309,7 +309,7 @@ def _cut_marker(n: int) -> str:
     return f"\n… [cut {n:,} chars] …\n"
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
     """`text` in at most `limit` chars: head + cut marker + tail, snapped to line breaks."""
     if len(text) <= limit:
         return text
@@ -384,7 +384,7 @@ def _fit(blocks: list[_Block], cap: int, n_events: int) -> tuple[str, int]:
     bodies_text = [blocks[p].body for p in kept]
     if total + segments * reserve > cap:
         level = _water_level([len(b) for b in bodies_text], cap - (total + segments * reserve - bodies))
-        bodies_text = [_shorten(b, level) for b in bodies_text]
+        bodies_text = [shorten(b, level) for b in bodies_text]
     body_of = dict(zip(kept, bodies_text))
 
     items: list[str] = []
@@ -397,7 +397,7 @@ def _fit(blocks: list[_Block], cap: int, n_events: int) -> tuple[str, int]:
         items.append(_elision(first, last, last - first + 1, sum(tokens[p] for p in run)))
     text = "\n".join(items)
     if len(text) > cap:  # unreachable by construction; the budget is a hard promise
-        text = _shorten(text, cap)
+        text = shorten(text, cap)
     return text, sum(blocks[p].last - blocks[p].first + 1 for p in kept)
 
 

@@ -136,3 +136,14 @@ def test_property_idempotent(text: str) -> None:
 def test_property_text_without_triggers_is_unchanged(text: str) -> None:
     # no "AIza", "sk-", "bearer", "://", header names or PEM headers can be formed from this alphabet
     assert redact(text) == text
+
+
+def test_a_key_where_the_prompt_cuts_a_long_error_is_redacted_whole() -> None:
+    """The error text is cut to ERROR_TEXT_CHARS; a key across the cut must not leave a piece behind."""
+    from rca.prompt import ERROR_TEXT_CHARS, user_prompt
+    from rca.render import render_trace
+
+    error = ("z" * 20 + GOOGLE) * 340  # no line breaks: the cut falls inside one of the keys
+    assert len(error) > 3 * ERROR_TEXT_CHARS
+    prompt = user_prompt(benchmark_name="b", suite=None, error_text=error, rendered=render_trace([]))
+    assert "AIza" not in prompt and marker("google_api_key") in prompt
