@@ -27,7 +27,7 @@ from rca.backends.gemini import DEFAULT_MODEL, GeminiBackend
 from rca.backends.heuristic import HeuristicBackend, require_default_categories
 from rca.keys import AllKeysDead, KeyPool, format_summary
 from rca.pricing import estimate_cost
-from rca.prompt import PROMPT_VERSION, system_instruction, user_prompt
+from rca.prompt import PROMPT_VERSION, system_instruction
 from rca.render import estimate_tokens, render_trace
 from rca.results import answer_columns, verify_evidence
 from rca.schema import Taxonomy, answer_to_json, category_of, resolve_taxonomy
@@ -166,11 +166,8 @@ def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str 
         error_text=error_text if isinstance(error_text, str) else None,
         events=events, rendered=rendered, taxonomy=tax,
     )
-    tokens = estimate_tokens(system_instruction(tax)) + estimate_tokens(
-        user_prompt(benchmark_name=request.benchmark_name, suite=request.suite, error_text=request.error_text, rendered=rendered)
-    )
-    cost = 0.0 if engine.model == "heuristic" else estimate_cost(engine.model, tokens)
-    return _Prepared(request, tokens, cost)
+    tokens = estimate_tokens(system_instruction(tax)) + estimate_tokens(request.prompt)
+    return _Prepared(request, tokens, estimate_cost(engine.model, tokens))
 
 
 def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:

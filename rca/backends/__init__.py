@@ -6,10 +6,12 @@ rca.analyze's job, so a new backend is one small class.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from rca.prompt import user_prompt
 from rca.render import RenderedTrace
 from rca.schema import Taxonomy
 
@@ -25,6 +27,12 @@ class AnalysisRequest(BaseModel):
     events: list[dict[str, Any]]
     rendered: RenderedTrace
     taxonomy: Taxonomy
+
+    @cached_property
+    def prompt(self) -> str:
+        """The per-attempt prompt (rca.prompt.user_prompt), built once: estimates and the call share it."""
+        return user_prompt(benchmark_name=self.benchmark_name, suite=self.suite, error_text=self.error_text,
+                           rendered=self.rendered)
 
 
 class AnalysisOutcome(BaseModel):

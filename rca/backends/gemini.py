@@ -24,10 +24,10 @@ from pydantic import ValidationError
 
 from rca.backends import AnalysisOutcome, AnalysisRequest
 from rca.keys import AllKeysDead, KeySource, Lease, Outcome
+from rca.pricing import call_cost
+from rca.prompt import repair_prompt, system_instruction
 from rca.render import estimate_tokens
 from rca.scheduler import QuotaHint
-from rca.pricing import call_cost
-from rca.prompt import repair_prompt, system_instruction, user_prompt
 from rca.schema import Taxonomy, answer_json_schema, answer_model
 
 DEFAULT_MODEL = "gemini-3.5-flash-lite"
@@ -161,11 +161,7 @@ class GeminiBackend:
         started = time.perf_counter()
         usage = _Usage()
         config = self._config(request.taxonomy)
-        prompt = user_prompt(
-            benchmark_name=request.benchmark_name, suite=request.suite,
-            error_text=request.error_text, rendered=request.rendered,
-        )
-        contents: list[types.Content] = [types.Content(role="user", parts=[types.Part(text=prompt)])]
+        contents: list[types.Content] = [types.Content(role="user", parts=[types.Part(text=request.prompt)])]
         outcome = AnalysisOutcome()
         try:
             for turn in range(2):
