@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rca.baseline import regex_tags_json
-from rca.runfiles import Record, RecordError, decode, find_trace_file, iter_records, parse_record
+from rca.runfiles import Record, RecordError, decode, find_trace_file, iter_records, parse_text
 from rca.store import DEFAULT_DB, FailureRow, connect, insert_failures, mark_processed, processed_runs, transaction
 
 GENERATOR_PREFIXES = ("Generator: ", "Agent: ")
@@ -133,12 +133,13 @@ def failures_in_file(
     """The failed attempts of one run file, in file order, with any issues met on the way."""
     sections: list[str] = []
     for record in iter_records(path):
+        text, replaced = decode(record)
         try:
-            event = parse_record(record)
+            event = parse_text(record, text)
         except RecordError as exc:
             yield IngestIssue(path=str(exc.path), line=exc.line, message=exc.reason)
             continue
-        if decode(record)[1]:
+        if replaced:
             yield IngestIssue(path=str(path), line=record.line, message="invalid UTF-8 bytes replaced with U+FFFD")
         kind = event.get("event_type")
         data = event.get("data") or {}

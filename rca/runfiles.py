@@ -102,7 +102,11 @@ def decode(record: Record) -> tuple[str, bool]:
 
 def parse_record(record: Record) -> dict[str, Any]:
     """The event object of a record, or RecordError saying what is wrong with it."""
-    text, _ = decode(record)
+    return parse_text(record, decode(record)[0])
+
+
+def parse_text(record: Record, text: str) -> dict[str, Any]:
+    """parse_record for a record already decoded (ingest decodes once to see replaced bytes)."""
     try:
         if is_yaml(record.path):
             value = yaml.load(text, Loader=_YAML_LOADER)
