@@ -146,20 +146,31 @@ def stacked_by(df: pd.DataFrame, by: str, label: str) -> go.Figure:
     rows = rows.assign(**{by: rows[by].fillna("(none)").astype(str)})
     totals = rows[by].value_counts()
     groups = sorted(totals.index, key=lambda g: (totals[g], g))  # largest at the top
+    fig = _stack(rows, by, groups, label, horizontal=True)
+    fig.update_layout(yaxis={"automargin": True})
+    return _layout(fig, title, "Failed attempts", label.capitalize(), height=max(320, 90 + 55 * len(groups)))
+
+
+def _stack(rows: pd.DataFrame, by: str, groups: list[str], label: str, *, horizontal: bool) -> go.Figure:
+    """Failed attempts per value of `by`, in `groups` order, stacked by category; hover shows each
+    cell's share of its group and the benchmarks behind it."""
+    totals = rows[by].value_counts()
     order = category_order(rows)
     colors = category_colors(order)
+    along, count = ("y", "x") if horizontal else ("x", "y")
+    named = "" if horizontal else f"{label} "  # a run id alone does not say what it is
     fig = go.Figure()
     for cat in order:
         cells = _by(rows[rows["category"] == cat], by)
         counts = [cells.get(g, (0, ""))[0] for g in groups]
         fig.add_bar(
-            y=groups, x=counts, name=cat, orientation="h", marker_color=colors[cat],
+            **{along: groups, count: counts}, **({"orientation": "h"} if horizontal else {}), name=cat, marker_color=colors[cat],
             customdata=[[n / totals[g], cells.get(g, (0, ""))[1]] for g, n in zip(groups, counts)],
-            hovertemplate=f"<b>%{{y}}</b> · {cat}<br>%{{x}} failed attempts (%{{customdata[0]:.0%}} of the {label})"
-                          "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
+            hovertemplate=f"{named}<b>%{{{along}}}</b> · {cat}<br>%{{{count}}} failed attempts "
+                          f"(%{{customdata[0]:.0%}} of the {label})<br>benchmarks:<br>  %{{customdata[1]}}<extra></extra>",
         )
-    fig.update_layout(barmode="stack", yaxis={"automargin": True})
-    return _layout(fig, title, "Failed attempts", label.capitalize(), height=max(320, 90 + 55 * len(groups)))
+    fig.update_layout(barmode="stack")
+    return fig
 
 
 def by_suite(df: pd.DataFrame) -> go.Figure:
@@ -332,19 +343,6 @@ def runs_over_time(df: pd.DataFrame) -> go.Figure:
         return empty_figure(title)
     rows = rows.assign(run_id=rows["run_id"].astype(str))
     runs = run_order(rows)
-    totals = rows["run_id"].value_counts()
-    order = category_order(rows)
-    colors = category_colors(order)
-    fig = go.Figure()
-    for cat in order:
-        cells = _by(rows[rows["category"] == cat], "run_id")
-        counts = [cells.get(r, (0, ""))[0] for r in runs]
-        fig.add_bar(
-            x=runs, y=counts, name=cat, marker_color=colors[cat],
-            customdata=[[n / totals[r], cells.get(r, (0, ""))[1]] for r, n in zip(runs, counts)],
-            hovertemplate=f"run <b>%{{x}}</b> · {cat}<br>%{{y}} failed attempts (%{{customdata[0]:.0%}} of the run)"
-                          "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
-        )
-    fig.update_layout(barmode="stack")
+    fig = _stack(rows, "run_id", runs, "run", horizontal=False)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=runs)
     return _layout(fig, title, "Run (oldest first)", "Failed attempts")
