@@ -252,7 +252,8 @@ def pick_failure(df: pd.DataFrame, failure_id: int | None = None) -> pd.Series |
     ranked = baseline_disagreements(done, n=len(done))["id"].tolist()
     stepped = done[done["root_cause_step"].notna()] if "root_cause_step" in done else done
     pool = stepped if len(stepped) else done
-    best = next(i for i in ranked if i in set(pool["id"]))
+    ids = set(pool["id"])
+    best = next(i for i in ranked if i in ids)
     return pool[pool["id"] == best].iloc[0]
 
 
