@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="execute the report notebook into .ipynb and standalone .html",
-                       description="Execute notebooks/root_cause_analysis.ipynb with papermill on the cache "
+                       description="Execute the report notebook (the one write_notebook.py writes) with papermill on the cache "
                                    "(after ingesting --runs-dir, if given). The notebook analyzes rows not yet "
                                    "analyzed unless -p analyze false.")
     p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
