@@ -262,21 +262,16 @@ async def _baseline(approach: str, s: Scenario, keys: list[str], db: Path, url: 
 
 def _prepared(db: Path) -> tuple[list[tuple[str, Any]], Any]:
     """The same prompts rca sends (system instruction, rendered trace, schema), built before the clock starts."""
-    from google.genai import types
-
     from rca import load_failures
     from rca.analyze import TRACE_BUDGET_TOKENS
-    from rca.backends.gemini import MAX_OUTPUT_TOKENS, generation_settings
-    from rca.prompt import system_instruction, user_prompt
+    from rca.backends.gemini import generation_config
+    from rca.prompt import user_prompt
     from rca.render import render_trace
-    from rca.schema import answer_json_schema, resolve_taxonomy
+    from rca.schema import resolve_taxonomy
     from rca.traces import load_trace
 
     tax = resolve_taxonomy(None)
-    config = types.GenerateContentConfig(
-        system_instruction=system_instruction(tax), response_mime_type="application/json",
-        response_json_schema=answer_json_schema(tax), max_output_tokens=MAX_OUTPUT_TOKENS,
-        **generation_settings(MODEL))
+    config = generation_config(MODEL, tax)
     out = []
     for _, row in load_failures(db).iterrows():
         rendered = render_trace(load_trace(row.to_dict()), budget_tokens=TRACE_BUDGET_TOKENS)

@@ -84,6 +84,17 @@ def generation_settings(model: str) -> dict[str, Any]:
     return {"temperature": 0.0, "thinking_config": types.ThinkingConfig(thinking_budget=budget)}
 
 
+def generation_config(model: str, taxonomy: Taxonomy) -> types.GenerateContentConfig:
+    """Every call's settings: the taxonomy's instructions, its answer schema, and the model's settings."""
+    return types.GenerateContentConfig(
+        system_instruction=system_instruction(taxonomy),
+        response_mime_type="application/json",
+        response_json_schema=answer_json_schema(taxonomy),
+        max_output_tokens=MAX_OUTPUT_TOKENS,
+        **generation_settings(model),
+    )
+
+
 class GeminiBackend:
     """Analyzes with a Gemini model, rotating the keys of a KeySource."""
 
@@ -108,16 +119,10 @@ class GeminiBackend:
         return client
 
     def _config(self, taxonomy: Taxonomy) -> types.GenerateContentConfig:
-        """The call settings for a taxonomy, built once: its JSON schema alone costs a millisecond or two."""
+        """generation_config, built once per taxonomy: its JSON schema alone costs a millisecond or two."""
         config = self._configs.get(taxonomy.key)
         if config is None:
-            config = self._configs[taxonomy.key] = types.GenerateContentConfig(
-                system_instruction=system_instruction(taxonomy),
-                response_mime_type="application/json",
-                response_json_schema=answer_json_schema(taxonomy),
-                max_output_tokens=MAX_OUTPUT_TOKENS,
-                **generation_settings(self.model),
-            )
+            config = self._configs[taxonomy.key] = generation_config(self.model, taxonomy)
         return config
 
     async def _on_send(self, request: Any) -> None:
