@@ -10,9 +10,11 @@ from rca.ingest import IngestSummary, ingest_runs
 from rca.render import RenderedTrace, render_trace
 from rca.schema import DEFAULT_TAXONOMY, RootCauseAnalysis, Taxonomy
 from rca.store import connect, load_failures
-from rca.traces import TraceNotFound, load_trace
+from rca.traces import TraceNotFound, load_trace, load_transcript
+from rca.transcript import Step, Transcript
 
 __all__ = [
-    "DEFAULT_TAXONOMY", "IngestSummary", "RenderedTrace", "RootCauseAnalysis", "Taxonomy", "TraceNotFound",
-    "analyze_failures", "analyze_failures_async", "connect", "ingest_runs", "load_failures", "load_trace", "render_trace",
+    "DEFAULT_TAXONOMY", "IngestSummary", "RenderedTrace", "RootCauseAnalysis", "Step", "Taxonomy", "TraceNotFound",
+    "Transcript", "analyze_failures", "analyze_failures_async", "connect", "ingest_runs", "load_failures", "load_trace",
+    "load_transcript", "render_trace",
 ]

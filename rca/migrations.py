@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import PurePath
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -102,6 +103,35 @@ def m004_analyses(conn: sqlite3.Connection) -> None:
         "ON analyses (failure_id, model, taxonomy, prompt_version, trace_hash)"
     )
     _add_columns(conn, "failures", {"analysis_id": "INTEGER"})
+
+
+@migration
+def m005_transcript_source(conn: sqlite3.Connection) -> None:
+    """Which format adapter read a row, and its own reference to the trace.
+
+    Rows that rca ingested before formats existed came from the harness: they get its name
+    and a reference built from their locator. Rows the harness wrote itself have no locator
+    and keep NULL until rca finds their trace.
+    """
+    _add_columns(conn, "failures", {"format": "TEXT", "trace_ref": "TEXT"})
+    rows = conn.execute(
+        "SELECT id, run_id, trace_log_path, trace_line, event_kind, attempt_index FROM failures "
+        "WHERE trace_log_path IS NOT NULL AND trace_ref IS NULL"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE failures SET format = 'harness', trace_ref = ? WHERE id = ?",
+        [(f"{run}/{PurePath(path).name}:{line}:{kind}:{index}", id_) for id_, run, path, line, kind, index in rows],
+    )
+
+
+@migration
+def m006_answer_columns(conn: sqlite3.Connection) -> None:
+    """The answer's step, agent and fix as columns of the analyses history, for queries and charts."""
+    _add_columns(conn, "analyses", {"root_cause_step": "INTEGER", "root_cause_agent": "TEXT", "fix": "TEXT"})
+    conn.execute(
+        "UPDATE analyses SET root_cause_step = json_extract(analysis, '$.root_cause_step') "
+        "WHERE analysis IS NOT NULL AND json_valid(analysis)"
+    )
 
 
 def apply_migrations(conn: sqlite3.Connection) -> list[str]:

@@ -1,67 +1,61 @@
-"""One attempt's trace events as compact, budgeted, secret-free text for a model.
+"""A transcript's steps as compact, budgeted, secret-free text: the `<trace>` the model reads.
 
-Pure functions, no I/O. The text is what the model reads to find a root cause, so it
-keeps what matters for that (the task at the start, every error, the end) and drops
-what does not (null fields, thought signatures, binary blobs, the middle of huge
-outputs, repeated identical steps) until it fits a token budget that is never exceeded.
+Pure functions, no I/O. The text is what the model reads to find a root cause, so it keeps
+the agent's decisions (its messages, tool calls and final answer) whole and every error,
+and shrinks what is bulky and cheap to lose (tool outputs, file contents, page dumps)
+until it fits a token budget that is never exceeded.
 
 Text formats (stable: prompts and caches depend on them):
 
-- a step:           `[12] tool_use read_file(path="src/x.py")`, `[13] tool_result read_file: ...`,
-                    `[3] message model: ...`, `[4] ADK_EVENT retrieval_worker: call f(a=1)`;
-                    the number is the event's position in the input list.
-- identical run:    `[7] (×5, steps 7–11) tool_use ...`: five consecutive identical steps.
-- cut body:         `… [cut 48,213 chars] …` on its own line between head and tail.
-- elided steps:     `[… steps 14–87 elided: 74 steps, ~61,000 tokens …]` (`step 14` when one).
-- binary payload:   `<binary 812 bytes>`; secrets: `[REDACTED:<kind>]` (see rca.redact).
+- a step:          `[7] workflow_solver: call read_file(path="src/x.py")`, `[8] read_file -> ...output...`,
+                   `[9] workflow_solver: <text>`, `[3] planner (thought): ...`,
+                   `[5] read_file -> (error) ...`, `[6] error: ...`, `[2] init: ...`;
+                   `[n]` is the step's 0-based index, the number an answer cites.
+- task / answer:   a step that repeats the task or the final answer says so instead of repeating it:
+                   `[0] user: (the task, shown in <task>)`, `[9] solver (final answer): (shown in <final_answer>)`.
+- identical run:   `[7] (×5, steps 7–11) ...`: five consecutive identical steps.
+- cut body:        `… [cut 48,213 chars] …` on its own line between head and tail.
+- elided steps:    `[… steps 14–87 elided: 74 steps, ~61,000 tokens …]` (`step 14` when one).
+- binary payload:  `<binary 812 bytes>`; secrets: `[REDACTED:<kind>]` (see rca.redact).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import groupby, zip_longest
 from typing import Any
 
 import pydantic
 
+from rca.formats._text import compact_json, text_of
 from rca.redact import redact
+from rca.transcript import Step, Transcript
 
-__all__ = ["CHARS_PER_TOKEN", "MIN_BUDGET_TOKENS", "RenderedTrace", "estimate_tokens", "render_trace", "shorten"]
+__all__ = ["CHARS_PER_TOKEN", "MIN_BUDGET_TOKENS", "RenderedTrace", "estimate_tokens", "render_trace",
+           "scrub_binary", "shorten"]
 
 # Gemini's documented rule of thumb is ~4 characters per token for English text. Code and
 # JSON run a little denser, so budgets should keep some headroom; an exact count would need
 # a tokenizer call per render, and the budget only has to keep prompts in a safe range.
 CHARS_PER_TOKEN = 4
 MIN_BUDGET_TOKENS = 200  # below this not even the first and last step fit with their labels
-MAX_STEP_TOKENS = 2_000  # one step's body beyond this is cut to head + tail
-HEAD_STEPS = 3  # the first steps carry the task
-TAIL_STEPS = 3  # the last steps carry the final state
-MAX_NAME_CHARS = 60  # tool, author and type names from odd input stay label-sized
-EMPTY_TEXT = "(no trace events recorded)"
-ERROR_TYPES = frozenset({"GEMINI_CLIENT_ERROR", "CLI_STDERR"})
+MAX_OUTPUT_CHARS = 8_000  # one observation beyond this is cut to head + tail whatever the budget
+MAX_NAME_CHARS = 60  # tool and agent names from odd input stay label-sized
+EMPTY_TEXT = "(no trace steps recorded)"
+OBSERVATION_FLOOR = 300  # a shrunk tool output keeps at least this much (its head and tail)
+ERROR_FLOOR = 1_200  # an error keeps more: its message is the diagnosis's best evidence
+DECISION_FLOOR = 200
 
-_IGNORED = frozenset({"type", "timestamp", "source", "tool_call_id"})
-_UNWRAP = frozenset({"result", "output", "content", "text"})
 _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{100,}={0,2}")
 _BYTES_REPR = re.compile(r"""\bb'((?:[^'\\\n]|\\.){16,})'|\bb"((?:[^"\\\n]|\\.){16,})\"""")
 _ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|.)")
-_WEAK_ERROR = re.compile(
-    r"(?:Error|Exception)\b|Traceback|(?i:\b(?:error|errors|exception|failed|failure)\b)|\b429\b"
-    r"|RESOURCE_EXHAUSTED|(?i:rate.?limit|quota exceeded|timed out)"
-)
-_STRONG_ERROR = re.compile(
-    r"Traceback \(most recent call last\)|^(?:E[ \t]+)?[A-Za-z_][\w.]*(?:Error|Exception)(?::|$)"
-    r"|^(?:ERROR|FAILED|FAILURE)\b|RESOURCE_EXHAUSTED|\A\s*[{\[]?\s*[\"']?(?i:error|exception)[\"']?\s*:",
-    re.MULTILINE,
-)
-_HTTP_429 = re.compile(r"(?i)\b429\b[ \w:,-]{0,20}(?:too many|resource|quota|rate)|(?:status|code|error)[\"' :=]{1,4}429\b")
-_ERROR_KEYS = frozenset({"error", "exception", "stderr", "traceback", "error_message"})
-_ERROR_STATUS = frozenset({"error", "failed", "failure", "fail"})
-_WINDOW = 3_000  # errors in tool output show at its start or end, not in the files it prints
+_MIN_BLOB_ENTROPY = 4.5  # bits per character: random base64 has ~6, paths and identifiers ~4
+_MIN_BLOB_SEGMENT = 24  # mean chars between slashes: base64 ~64, a path's folders ~10
 
 
 def estimate_tokens(text: str) -> int:
@@ -77,77 +71,50 @@ class RenderedTrace(pydantic.BaseModel):
     text: str
     sha256: str
     tokens: int
-    steps_total: int  # events in the input
-    steps_kept: int  # events shown, counting each member of a collapsed identical run
-    steps_elided: int  # events replaced by elision markers (= total - kept)
+    steps_total: int  # steps in the transcript
+    steps_kept: int  # steps shown, counting each member of a collapsed identical run
+    steps_elided: int  # steps replaced by elision markers (= total - kept)
 
 
-@dataclass(slots=True)
-class _Block:
-    first: int  # original index of the first event
-    last: int  # original index of the last event (> first for a collapsed run)
-    head: str  # "tool_result read_file: ", kept whole
-    body: str  # may be cut
-    error: bool
-    tier: int = 0  # 0 optional, 1 first/last steps, 2 error, 3 the very first and last block
-
-    def prefix(self) -> str:
-        if self.last == self.first:
-            return f"[{self.first}] {self.head}"
-        return f"[{self.first}] (×{self.last - self.first + 1}, steps {self.first}–{self.last}) {self.head}"
-
-
-# -- values --------------------------------------------------------------------------
+# -- binary blobs -------------------------------------------------------------------------
 
 
 def _binary(n: int) -> str:
     return f"<binary {n:,} bytes>"
 
 
-def _clean(value: Any) -> Any:
-    """JSON-able copy without nulls, thought signatures or raw bytes."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items() if v is not None and k != "thought_signature"}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return _binary(len(value))
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return _safe_repr(value)
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
 
 
-def _json(value: Any) -> str:
-    try:
-        return json.dumps(_clean(value), ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
-        return _safe_repr(value)
+def _scrub_b64(m: re.Match[str]) -> str:
+    """An opaque encoded blob by character set and entropy; never a path, identifier or digest."""
+    run = m.group(0)
+    if not (any(c.isdigit() for c in run) and any(c.isupper() for c in run) and any(c.islower() for c in run)):
+        return run  # hex digests, identifiers, separators
+    if len(run) / (run.count("/") + 1) < _MIN_BLOB_SEGMENT or _entropy(run) < _MIN_BLOB_ENTROPY:
+        return run  # a path (many short folders) or a long name: words repeat, blobs do not
+    return _binary(len(run.rstrip("=")) * 3 // 4)
 
 
-def _safe_repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except Exception:  # a broken __repr__ or endless nesting: say what it was
-        return f"<unrenderable {type(value).__name__}>"
+def _scrub_bytes_repr(m: re.Match[str]) -> str:
+    inner = m.group(1) if m.group(1) is not None else m.group(2)
+    hexes = inner.count("\\x")
+    if hexes < 4 or hexes * 16 < len(inner):
+        return m.group(0)  # an ordinary short bytes literal such as b'hello world'
+    return _binary(len(_ESCAPE.sub("_", inner)))
 
 
-def _text(value: Any) -> str:
-    """A field value as readable text: strings raw, small dicts as `key: value` lines."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return _binary(len(value))
-    if isinstance(value, Mapping):
-        clean = _clean(value)
-        if len(clean) == 1:
-            key, only = next(iter(clean.items()))
-            if isinstance(only, str):
-                return only if key in _UNWRAP else f"{key}: {only}"
-        if any(isinstance(v, str) and "\n" in v for v in clean.values()):
-            return "\n".join(f"{k}: {v if isinstance(v, str) else _json(v)}" for k, v in clean.items())
-    return _json(value)
+def scrub_binary(text: str) -> str:
+    """`text` with bytes reprs and base64 blobs replaced by `<binary N bytes>`."""
+    if "b'" in text or 'b"' in text:
+        text = _BYTES_REPR.sub(_scrub_bytes_repr, text)
+    return _B64_RUN.sub(_scrub_b64, text)
+
+
+# -- steps as lines -----------------------------------------------------------------------
 
 
 def _name(value: Any, default: str = "?") -> str:
@@ -159,150 +126,77 @@ def _name(value: Any, default: str = "?") -> str:
 
 def _args(args: Any) -> str:
     if isinstance(args, Mapping):
-        return ", ".join(f"{k}={_json(v)}" for k, v in _clean(args).items())
-    return _text(args)
+        return ", ".join(f"{k}={compact_json(v)}" for k, v in args.items() if v is not None)
+    return text_of(args)
 
 
-def _scrub_bytes_repr(m: re.Match[str]) -> str:
-    inner = m.group(1) if m.group(1) is not None else m.group(2)
-    hexes = inner.count("\\x")
-    if hexes < 4 or hexes * 16 < len(inner):
-        return m.group(0)  # an ordinary short bytes literal such as b'hello world'
-    return _binary(len(_ESCAPE.sub("_", inner)))
+def _same(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and a.strip() == b.strip()  # type: ignore[union-attr]
 
 
-def _scrub_b64(m: re.Match[str]) -> str:
-    run = m.group(0)
-    if run.isdigit() or run.islower() or run.isupper() or not any(c.isdigit() for c in run):
-        return run  # separators, hex digests, identifiers: not a binary payload
-    return _binary(len(run.rstrip("=")) * 3 // 4)
+def step_line(step: Step, transcript: Transcript) -> tuple[str, str]:
+    """(head, body) of one step: the head is kept whole, the body may be cut."""
+    who = _name(step.agent or step.role, "agent")
+    if step.kind == "tool_call":
+        return f"{who}: call {_name(step.tool_name)}", f"({_args(step.tool_args)})"
+    if step.kind == "tool_result":
+        return f"{_name(step.tool_name)} -> {'(error) ' if step.is_error else ''}", step.text
+    if step.kind == "final_answer":
+        shown = _same(step.text, transcript.final_answer)
+        return f"{who} (final answer): ", "(shown in <final_answer>)" if shown else step.text
+    if step.kind == "thought":
+        return f"{who} (thought): ", step.text
+    if step.kind == "error":
+        return (f"{_name(step.agent)} error: " if step.agent else "error: "), step.text
+    if step.kind == "system":
+        return f"{_name(step.role or step.agent, 'system')}: ", step.text
+    if step.role == "user" and _same(step.text, transcript.task):
+        return f"{who}: ", "(the task, shown in <task>)"
+    return f"{who}: ", step.text
 
 
-def _scrub_binary(text: str) -> str:
-    if "b'" in text or 'b"' in text:
-        text = _BYTES_REPR.sub(_scrub_bytes_repr, text)
-    return _B64_RUN.sub(_scrub_b64, text)
+@dataclass(slots=True)
+class _Block:
+    first: int  # index of the first step
+    last: int  # index of the last step (> first for a collapsed run)
+    head: str
+    body: str
+    rank: int  # 0 observation, 1 thought, 2 decision; errors rank 3: what survives longest
+    floor: int  # how short the body may be cut
+
+    def prefix(self) -> str:
+        if self.last == self.first:
+            return f"[{self.first}] {self.head}"
+        return f"[{self.first}] (×{self.last - self.first + 1}, steps {self.first}–{self.last}) {self.head}"
 
 
-# -- errors --------------------------------------------------------------------------
+def _rank(step: Step) -> tuple[int, int]:
+    if step.is_error or step.kind == "error":
+        return 3, ERROR_FLOOR
+    if step.is_decision:
+        return 2, DECISION_FLOOR
+    return (1, OBSERVATION_FLOOR) if step.kind == "thought" else (0, OBSERVATION_FLOOR)
 
 
-def _weak_error(text: str) -> bool:
-    return bool(text) and _WEAK_ERROR.search(text) is not None
-
-
-def _output_error(value: Any, text: str) -> bool:
-    """A tool's output signals failure: an error field or status, or an error at its start or end."""
-    for key, v in value.items() if isinstance(value, Mapping) else ():
-        k = str(key).lower()
-        if (k in _ERROR_KEYS and v) or (k in ("is_error", "iserror") and v is True) or (
-                k in ("status", "state") and isinstance(v, str) and v.lower() in _ERROR_STATUS):
-            return True
-    windows = (text,) if len(text) <= 2 * _WINDOW else (text[:_WINDOW], text[-_WINDOW:])
-    return any(_STRONG_ERROR.search(w) or ("429" in w and _HTTP_429.search(w)) for w in windows)
-
-
-# -- events --------------------------------------------------------------------------
-
-
-def _parts(content: Any) -> tuple[str, bool]:
-    """ADK content `{"parts": [...], "role": ...}`: one line per non-null part."""
-    if not isinstance(content, Mapping) or not isinstance(content.get("parts"), (list, tuple)):
-        text = _text(content)
-        return text, _weak_error(text)
-    lines: list[str] = []
-    error = False
-    for part in content["parts"]:
-        if not isinstance(part, Mapping):
-            lines.append(_text(part))
-            error = error or _weak_error(lines[-1])
-            continue
-        for key, value in part.items():
-            if value is None or key in ("thought_signature", "thought"):
-                continue
-            if key == "text":
-                text = _text(value)
-                error = error or _weak_error(text)
-                lines.append(f"(thought) {text}" if part.get("thought") else text)
-            elif key == "function_call" and isinstance(value, Mapping):
-                lines.append(f"call {_name(value.get('name'))}({_args(value.get('args'))})")
-            elif key == "function_response" and isinstance(value, Mapping):
-                response = value.get("response")
-                text = _text(response)
-                error = error or _output_error(response, text)
-                lines.append(f"response {_name(value.get('name'))}: {text}")
-            else:
-                lines.append(f"{key}: {_text(value)}")
-    return "\n".join(lines), error
-
-
-def _render_event(event: Any, names: dict[Any, str]) -> tuple[str, str, bool]:
-    """(head, body, error) of one event; unknown shapes fall back to compact JSON."""
-    if not isinstance(event, Mapping):
-        body = _text(event)
-        return "event: ", body, _weak_error(body)
-    kind = _name(event.get("type"), "event")
-    consumed: set[str] = set()
-    error = kind in ERROR_TYPES
-    call_id = event.get("tool_call_id")
-    call_id = call_id if isinstance(call_id, (str, int)) else None
-    if kind == "tool_use":
-        name = _name(event.get("tool_name"))
-        if call_id is not None:
-            names[call_id] = name
-        head, body = f"tool_use {name}", f"({_args(event.get('tool_input'))})"
-        consumed = {"tool_name", "tool_input"}
-    elif kind == "tool_result":
-        name = _name(event.get("tool_name") or names.get(call_id) or call_id)
-        output = event.get("tool_output")
-        head, body = f"tool_result {name}: ", _text(output)
-        error = error or _output_error(output, body)
-        consumed = {"tool_name", "tool_output"}
-    elif kind in ("message", "ADK_EVENT"):  # ADK names the sub-agent; a message its role
-        who = event.get("role") or event.get("author") if kind == "message" else event.get("author")
-        head = f"{kind} {_name(who)}: "
-        body, err = _parts(event.get("content"))
-        error = error or err
-        consumed = {"role", "author", "content"}
-    else:
-        author = event.get("author")
-        head = f"{kind} {_name(author)}: " if author else f"{kind}: "
-        body = _text(event.get("content"))
-        error = error or _weak_error(body)
-        consumed = {"author", "content"}
-    extras = []
-    for key, value in event.items():
-        if value is None or key in consumed or key in _IGNORED:
-            continue
-        text = _text(value)
-        error = error or _weak_error(text)
-        extras.append(f"{key}: {text}")
-    if extras:
-        body = "\n".join([body, *extras]) if body else "\n".join(extras)
-    return head, body, error
-
-
-def _blocks(events: Sequence[Any]) -> list[_Block]:
-    """One block per event, redacted and scrubbed; identical consecutive blocks merged."""
-    names: dict[Any, str] = {}
+def _blocks(transcript: Transcript) -> list[_Block]:
+    """One block per step, redacted and scrubbed; identical consecutive steps merged."""
     blocks: list[_Block] = []
-    for index, event in enumerate(events):
-        try:
-            head, body, error = _render_event(event, names)
-        except Exception:  # odd input must not stop the analysis of everything else
-            head, body, error = "event: ", _safe_repr(event), False
-        head, body = redact(head), _scrub_binary(redact(body))
+    for step in transcript.steps:
+        head, body = step_line(step, transcript)
+        head, body = redact(head), scrub_binary(redact(body))
+        rank, floor = _rank(step)
         prev = blocks[-1] if blocks else None
         if prev is not None and prev.head == head and prev.body == body:
-            prev.last, prev.error = index, prev.error or error
+            prev.last = step.index
         else:
-            blocks.append(_Block(index, index, head, body, error))
+            blocks.append(_Block(step.index, step.index, head, body, rank, floor))
     for block in blocks:  # cut after comparing, so only truly identical steps merge
-        block.body = shorten(block.body, MAX_STEP_TOKENS * CHARS_PER_TOKEN)
+        if block.rank in (0, 1):
+            block.body = shorten(block.body, MAX_OUTPUT_CHARS)
     return blocks
 
 
-# -- budget --------------------------------------------------------------------------
+# -- budget -------------------------------------------------------------------------------
 
 
 def _cut_marker(n: int) -> str:
@@ -348,75 +242,100 @@ def _water_level(lengths: list[int], allowance: int) -> int:
     return ordered[-1] if ordered else 0
 
 
-def _fit(blocks: list[_Block], cap: int, n_events: int) -> tuple[str, int]:
-    """The blocks as text of at most `cap` chars, and how many events it shows.
+class _Layout:
+    """The blocks being fitted, with their total length kept up to date."""
 
-    Drops whole blocks from the middle outwards, lowest tier first (optional steps, then
-    the first/last few, then errors; never the very first or last); once no optional step
-    is left, shrinks the bodies of what is kept rather than dropping more. Sizes are
-    counted once and updated per drop, so this is linear in the number of blocks.
+    def __init__(self, blocks: list[_Block], n_steps: int) -> None:
+        self.blocks = blocks
+        self.prefixes = [b.prefix() for b in blocks]
+        self.dropped = [False] * len(blocks)
+        self.tokens = [estimate_tokens(p + b.body) for p, b in zip(self.prefixes, blocks)]
+        self.reserve = len(_elision(n_steps, n_steps + 1, n_steps, sum(self.tokens))) + 1  # >= any marker
+        self.segments = 0
+        self.total = sum(len(p) + len(b.body) for p, b in zip(self.prefixes, blocks)) + len(blocks) - 1
+
+    def length(self) -> int:
+        return self.total + self.segments * self.reserve
+
+    def shrink(self, ranks: set[int], cap: int) -> None:
+        """Cut the bodies of blocks of these ranks by one common cap, each no lower than its floor."""
+        kept = [p for p, b in enumerate(self.blocks) if b.rank in ranks and not self.dropped[p]]
+        excess = self.length() - cap
+        if excess <= 0 or not kept:
+            return
+        lengths = [len(self.blocks[p].body) for p in kept]
+        level = _water_level(lengths, sum(lengths) - excess)
+        for p in kept:
+            block = self.blocks[p]
+            limit = max(level, block.floor)
+            if len(block.body) > limit:
+                new = shorten(block.body, limit)
+                self.total += len(new) - len(block.body)
+                block.body = new
+
+    def drop(self, ranks: set[int], cap: int) -> None:
+        """Drop whole blocks of these ranks, middle-out, never the first or last, until it fits."""
+        n = len(self.blocks)
+        for p in _middle_out([p for p in range(1, n - 1) if self.blocks[p].rank in ranks]):
+            if self.length() <= cap:
+                return
+            left, right = self.dropped[p - 1], self.dropped[p + 1]
+            self.segments += -1 if left and right else 0 if left or right else 1
+            self.dropped[p] = True
+            self.total -= len(self.prefixes[p]) + len(self.blocks[p].body) + 1
+
+    def text(self) -> tuple[str, int]:
+        items: list[str] = []
+        for gone, group in groupby(range(len(self.blocks)), key=self.dropped.__getitem__):
+            run = list(group)
+            if not gone:
+                items.extend(self.prefixes[p] + self.blocks[p].body for p in run)
+                continue
+            first, last = self.blocks[run[0]].first, self.blocks[run[-1]].last
+            items.append(_elision(first, last, last - first + 1, sum(self.tokens[p] for p in run)))
+        kept = sum(b.last - b.first + 1 for b, gone in zip(self.blocks, self.dropped) if not gone)
+        return "\n".join(items), kept
+
+
+def _fit(blocks: list[_Block], cap: int, n_steps: int) -> tuple[str, int]:
+    """The blocks as text of at most `cap` chars, and how many steps it shows.
+
+    In order, until it fits: shrink tool outputs to their floor, then thoughts, then errors;
+    drop whole tool outputs, then thoughts (middle-out); only then shrink and drop the
+    agent's own decisions. Errors, the first and the last step are never dropped.
     """
-    n = len(blocks)
-    for p, block in enumerate(blocks):
-        block.tier = 3 if p in (0, n - 1) else 2 if block.error else 1 if p < HEAD_STEPS or p >= n - TAIL_STEPS else 0
-    prefixes = [b.prefix() for b in blocks]
-    sizes = [len(pf) + len(b.body) for pf, b in zip(prefixes, blocks)]
-    tokens = [-(-s // CHARS_PER_TOKEN) for s in sizes]
-    reserve = len(_elision(n_events, n_events + 1, n_events, sum(tokens))) + 1  # >= any marker + newline
-    dropped = [False] * n
-    total, bodies, segments = sum(sizes) + n - 1, sum(len(b.body) for b in blocks), 0
-
-    for tier in (0, 1, 2):
-        for p in _middle_out([p for p in range(n) if blocks[p].tier == tier]):
-            length = total + segments * reserve
-            if length <= cap or (tier > 0 and length - bodies <= cap):
-                break
-            left, right = p > 0 and dropped[p - 1], p < n - 1 and dropped[p + 1]
-            segments += -1 if left and right else 0 if left or right else 1
-            dropped[p] = True
-            total -= sizes[p] + 1
-            bodies -= len(blocks[p].body)
-        length = total + segments * reserve
-        if length <= cap or length - bodies <= cap:
+    layout = _Layout(blocks, n_steps)
+    for action, ranks in ((layout.shrink, {0}), (layout.shrink, {0, 1}), (layout.shrink, {0, 1, 3}),
+                          (layout.drop, {0}), (layout.drop, {1}), (layout.shrink, {2}), (layout.drop, {2})):
+        if layout.length() <= cap:
             break
-
-    kept = [p for p in range(n) if not dropped[p]]
-    bodies_text = [blocks[p].body for p in kept]
-    if total + segments * reserve > cap:
-        level = _water_level([len(b) for b in bodies_text], cap - (total + segments * reserve - bodies))
-        bodies_text = [shorten(b, level) for b in bodies_text]
-    body_of = dict(zip(kept, bodies_text))
-
-    items: list[str] = []
-    for gone, group in groupby(range(n), key=dropped.__getitem__):
-        run = list(group)
-        if not gone:
-            items.extend(prefixes[p] + body_of[p] for p in run)
-            continue
-        first, last = blocks[run[0]].first, blocks[run[-1]].last
-        items.append(_elision(first, last, last - first + 1, sum(tokens[p] for p in run)))
-    text = "\n".join(items)
-    if len(text) > cap:  # unreachable by construction; the budget is a hard promise
+        action(ranks, cap)
+    if layout.length() > cap:  # only errors and the ends are left: cut them to fit
+        for block in blocks:
+            block.floor = 0
+        layout.shrink({0, 1, 2, 3}, cap)
+    text, kept = layout.text()
+    if len(text) > cap:  # markers larger than foreseen; the budget is a hard promise
         text = shorten(text, cap)
-    return text, sum(blocks[p].last - blocks[p].first + 1 for p in kept)
+    return text, kept
 
 
-def render_trace(events: Sequence[Any] | None, *, budget_tokens: int = 50_000) -> RenderedTrace:
-    """One attempt's trace events as text of at most `budget_tokens` estimated tokens.
+def render_trace(transcript: Transcript, *, budget_tokens: int = 50_000) -> RenderedTrace:
+    """A transcript's steps as text of at most `budget_tokens` estimated tokens.
 
-    Never raises on odd events (they render as compact JSON or repr); raises ValueError
-    for a budget below MIN_BUDGET_TOKENS, which cannot hold even the first and last step.
+    Raises ValueError for a budget below MIN_BUDGET_TOKENS, which cannot hold even the
+    first and last step.
     """
     if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < MIN_BUDGET_TOKENS:
         raise ValueError(
             f"budget_tokens must be an int >= {MIN_BUDGET_TOKENS} (room for the first and last step), "
             f"got {budget_tokens!r}"
         )
-    events = list(events) if events else []
-    if events:
-        text, kept = _fit(_blocks(events), budget_tokens * CHARS_PER_TOKEN, len(events))
+    n = len(transcript.steps)
+    if n:
+        text, kept = _fit(_blocks(transcript), budget_tokens * CHARS_PER_TOKEN, n)
     else:
         text, kept = EMPTY_TEXT, 0
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return RenderedTrace(text=text, sha256=digest, tokens=estimate_tokens(text),
-                         steps_total=len(events), steps_kept=kept, steps_elided=len(events) - kept)
+                         steps_total=n, steps_kept=kept, steps_elided=n - kept)

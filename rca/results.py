@@ -16,6 +16,9 @@ ANSWER_COLUMNS = {
     "expected_behavior": "expected_behavior",
     "actual_behavior": "actual_behavior",
     "root_cause_step": "root_cause_step",
+    "candidate_steps": "candidate_steps",
+    "root_cause_agent": "root_cause_agent",
+    "fix": "fix",
     "evidence": "evidence",
     "used_tools": "used_tools",
     "tools_called": "tools_called",
@@ -31,9 +34,9 @@ def _normalized(text: str) -> str:
     return _SPACE.sub(" ", text).strip().casefold()
 
 
-def verify_evidence(evidence: list[dict[str, Any]], rendered_text: str, error_text: str | None = None) -> int:
-    """How many quotes occur in the rendered trace or the error message (whitespace and case folded)."""
-    haystack = _normalized(rendered_text + "\n" + (error_text or ""))
+def verify_evidence(evidence: list[dict[str, Any]], shown: str) -> int:
+    """How many quotes occur in what the model was shown (whitespace and case folded)."""
+    haystack = _normalized(shown)
     quotes = (_normalized(str(item.get("quote", ""))) for item in evidence)
     return sum(1 for quote in quotes if quote and quote.strip(".… ") and quote.strip(".… ") in haystack)
 

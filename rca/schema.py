@@ -105,14 +105,23 @@ class _AnalysisBase(BaseModel):
     explanation: str = Field(description="Why this attempt failed, in two to four sentences.")
     expected_behavior: str = Field(description="What a correct agent would have done.")
     actual_behavior: str = Field(description="What this agent did instead.")
-    root_cause_step: int | None = Field(description="Index [n] of the step where it went wrong, or null.")
+    root_cause_step: int | None = Field(
+        description="Index [n] of the earliest agent decision whose correction alone would have avoided the "
+                    "failure (not where the error surfaced); null only if the trace has no steps.")
+    candidate_steps: list[int] = Field(
+        max_length=3, description="Up to three step indices [n] that may be the root-cause step, most likely first.")
+    root_cause_agent: str | None = Field(
+        description="The agent that made that decision, as the trace names it; null when only one agent acts.")
     evidence: list[Evidence] = Field(description="Verbatim quotes from the trace that support the diagnosis.")
+    fix: str = Field(description="One concrete change to the agent (its instructions, a tool, or its configuration) "
+                                 "that would have avoided this failure.")
     confidence: float = Field(ge=0.0, le=1.0, description="How sure you are, from 0 to 1.")
     used_tools: bool = Field(description="Did the agent call any tools?")
     tools_called: list[str] = Field(description="Names of the tools it called, each once.")
     received_useful_output: bool = Field(description="Did the tools return output that could answer the task?")
     hallucinated_symbols: list[str] = Field(
-        description="Imports or attributes the agent used that do not exist or that the tool output contradicts."
+        description="Names the agent used (APIs, imports, attributes, parameters, files) that do not exist "
+                    "or that the tools' output contradicts."
     )
     schema_validation_failed: bool = Field(description="Did the final answer fail schema/pydantic validation?")
 

@@ -45,6 +45,8 @@ class FailureRow:
     event_kind: str
     case_id: str | None
     result: str | None
+    format: str  # the rca.formats adapter that read it
+    trace_ref: str  # the adapter's own reference to the failure's trace
 
 
 _FAILURE_COLUMNS = tuple(FailureRow.__dataclass_fields__)
@@ -118,6 +120,9 @@ class AnalysisRecord:
     error: str | None
     raw_response: str | None
     created_at: str
+    root_cause_step: int | None = None
+    root_cause_agent: str | None = None
+    fix: str | None = None
 
 
 def record_analysis(conn: sqlite3.Connection, record: AnalysisRecord) -> int:

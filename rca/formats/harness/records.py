@@ -16,16 +16,10 @@ from typing import Any
 
 import yaml
 
+from rca.errors import FormatError
+
 TRACE_FILE_NAMES = ("trace.jsonl", "trace.yaml")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class RecordError(ValueError):
-    """One record that cannot be used; names the file and line so a user can look."""
-
-    def __init__(self, path: Path, line: int, message: str) -> None:
-        self.path, self.line, self.reason = path, line, message
-        super().__init__(f"{path}:{line}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +95,7 @@ def decode(record: Record) -> tuple[str, bool]:
 
 
 def parse_record(record: Record) -> dict[str, Any]:
-    """The event object of a record, or RecordError saying what is wrong with it."""
+    """The event object of a record, or FormatError saying what is wrong with it."""
     return parse_text(record, decode(record)[0])
 
 
@@ -114,14 +108,12 @@ def parse_text(record: Record, text: str) -> dict[str, Any]:
             value = json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         if record.truncated:
-            raise RecordError(
-                record.path, record.line, "truncated last record (is the run still being written?)"
-            ) from None
+            raise FormatError(record.path, "truncated last record (is the run still being written?)", line=record.line) from None
         kind = "YAML document" if is_yaml(record.path) else "JSON line"
         detail = str(exc).splitlines()[0]
-        raise RecordError(record.path, record.line, f"malformed {kind}: {detail}") from None
+        raise FormatError(record.path, f"malformed {kind}: {detail}", line=record.line) from None
     if not isinstance(value, dict) or not isinstance(value.get("data", {}), dict):
-        raise RecordError(record.path, record.line, "not an event object with 'event_type' and 'data'")
+        raise FormatError(record.path, "not an event object with 'event_type' and 'data'", line=record.line)
     return value
 
 

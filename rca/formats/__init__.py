@@ -1,0 +1,63 @@
+"""Input formats: one adapter per format, each the only place that knows its raw records.
+
+An adapter can tell whether it reads a run folder or file (`detect`), list the failed
+attempts in it as cache rows (`failures`), and read one failure back as a Transcript
+(`read`). Adding a format is one module here and one line in FORMATS.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from rca.errors import ParameterError
+from rca.store import FailureRow
+from rca.transcript import Transcript
+
+# name -> module; modules load on first use, so a heavy reader costs nothing until needed.
+FORMATS: dict[str, str] = {
+    "harness": "rca.formats.harness",
+}
+DEFAULT_FORMAT = "harness"  # rows written before formats existed came from the harness
+
+
+class IngestIssue(BaseModel):
+    """One problem met while reading input: where it is and what is wrong. Ingest goes on."""
+
+    path: str
+    line: int | None = None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+class Format(Protocol):
+    name: str
+
+    def detect(self, path: Path) -> bool:
+        """Whether this adapter reads `path` (a run folder or a file)."""
+
+    def failures(self, path: Path, run_id: str) -> Iterator[FailureRow | IngestIssue]:
+        """The failed attempts in `path`, in order, with any issue met on the way."""
+
+    def read(self, row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
+        """The transcript of one failure row; TraceNotFound when its source is gone."""
+
+
+def get_format(name: str) -> Format:
+    """The adapter registered under `name`."""
+    if name not in FORMATS:
+        raise ParameterError(f"unknown format {name!r}: use one of {sorted(FORMATS)}")
+    return importlib.import_module(FORMATS[name]).ADAPTER  # type: ignore[no-any-return]
+
+
+def format_of(row: Mapping[str, Any]) -> Format:
+    """The adapter that wrote a cache row (rows from before formats existed are the harness's)."""
+    name = row.get("format")
+    return get_format(name if isinstance(name, str) and name else DEFAULT_FORMAT)

@@ -1,0 +1,291 @@
+"""The benchmark harness's run folders: `<run_id>/trace.jsonl` or `trace.yaml`.
+
+The contract is shared/docs/harness-format.md. A failure is a test_result whose result
+is not "pass" (one row per failed attempt of it) or a generation_failure event. A row's
+locator (path, byte offset and length, attempt index, file size and mtime) reads its
+event back with one seek; when the file changed or moved, the file is scanned again and
+the attempt found by what it is (kind, case, generator, attempt) rather than where it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rca.baseline import regex_tags_json
+from rca.errors import FormatError, TraceNotFound
+from rca.formats import IngestIssue
+from rca.formats.harness.events import first_user_message, mark_final_answer, trace_steps
+from rca.formats.harness.records import Record, decode, find_trace_file, iter_records, parse_record, parse_text, read_record_at
+from rca.store import FailureRow
+from rca.transcript import Outcome, Transcript, number_steps
+
+NAME = "harness"
+GENERATOR_PREFIXES = ("Generator: ", "Agent: ")
+EXPLANATION_CHARS = 300
+TASK_FIELDS = ("prompt", "instructions", "task", "question", "description")
+
+
+def _value(row: Mapping[str, Any], key: str) -> Any:
+    value = row.get(key)
+    return None if value is None or value != value else value  # NaN from pandas means missing
+
+
+def _ref(run_id: str, record: Record, kind: str, attempt_index: int) -> str:
+    return f"{run_id}/{record.path.name}:{record.line}:{kind}:{attempt_index}"
+
+
+# -- listing failures -------------------------------------------------------------------
+
+
+def failures(path: Path, run_id: str) -> Iterator[FailureRow | IngestIssue]:
+    """The failed attempts of one run file (or folder), in file order, with any issues met on the way."""
+    if path.is_dir():
+        found = find_trace_file(path)
+        if found is None:
+            yield IngestIssue(path=str(path), message="no trace.jsonl or trace.yaml in run folder")
+            return
+        path = found
+    stat = path.stat()
+    sections: list[str] = []
+    for record in iter_records(path):
+        text, replaced = decode(record)
+        try:
+            event = parse_text(record, text)
+        except FormatError as exc:
+            yield IngestIssue(path=exc.path, line=exc.line, message=exc.reason)
+            continue
+        if replaced:
+            yield IngestIssue(path=str(path), line=record.line, message="invalid UTF-8 bytes replaced with U+FFFD")
+        kind = event.get("event_type")
+        data = event.get("data") or {}
+        if kind == "section_start":
+            sections.append(str(data.get("name") or ""))
+        elif kind == "section_end" and sections:
+            sections.pop()
+        elif kind in ("test_result", "generation_failure"):
+            if not data.get("benchmark_name"):
+                yield IngestIssue(path=str(path), line=record.line, message=f"{kind} without benchmark_name; skipped")
+                continue
+            context = _Context(run_id, record, event, _generator(sections), stat.st_size, stat.st_mtime)
+            if kind == "generation_failure":
+                yield context.row(attempt_error(data, -1), attempt_index=-1, attempt_number=None)
+            elif str(data.get("result", "")).lower() != "pass":
+                yield from _test_result_failures(context, data)
+
+
+def _generator(sections: list[str]) -> str | None:
+    for name in reversed(sections):
+        for prefix in GENERATOR_PREFIXES:
+            if name.startswith(prefix):
+                return name[len(prefix):].strip() or None
+    return None
+
+
+def attempt_error(data: Mapping[str, Any], index: int) -> Any:
+    """The error of one attempt: its own message, else the case's validation error.
+
+    A final attempt that generated fine still failed the case: its answer did not validate.
+    """
+    if index < 0:
+        return data.get("validation_error") or data.get("error_message")
+    attempt = data["generation_attempts"][index]
+    succeeded = str(attempt.get("status", "")).lower() == "success"
+    return data.get("validation_error") if succeeded else (attempt.get("error_message") or data.get("validation_error"))
+
+
+def _test_result_failures(context: _Context, data: dict[str, Any]) -> Iterator[FailureRow | IngestIssue]:
+    """Each failed attempt of a failed case; older files without attempts give one row."""
+    attempts = data.get("generation_attempts")
+    if not isinstance(attempts, list) or not attempts:
+        yield context.row(attempt_error(data, -1), attempt_index=-1, attempt_number=None)
+        return
+    last = len(attempts) - 1
+    for index, attempt in enumerate(attempts):
+        if not isinstance(attempt, dict):
+            yield IngestIssue(path=str(context.record.path), line=context.record.line,
+                              message=f"generation_attempts[{index}] is not an object; skipped")
+            continue
+        if str(attempt.get("status", "")).lower() == "success" and index != last:
+            continue
+        number = attempt.get("attempt_number")
+        yield context.row(attempt_error(data, index), attempt_index=index,
+                          attempt_number=number if isinstance(number, int) else index + 1)
+
+
+class _Context:
+    """What every row of one event shares."""
+
+    def __init__(self, run_id: str, record: Record, event: dict[str, Any], generator: str | None,
+                 size: int, mtime: float) -> None:
+        self.run_id, self.record, self.event, self.generator = run_id, record, event, generator
+        self.size, self.mtime = size, mtime
+
+    def row(self, error: object, *, attempt_index: int, attempt_number: int | None) -> FailureRow:
+        data = self.event.get("data") or {}
+        text = error if isinstance(error, str) or error is None else str(error)
+        kind = str(self.event.get("event_type"))
+        return FailureRow(
+            run_id=self.run_id, timestamp=_iso(self.event.get("timestamp")),
+            benchmark_name=str(data["benchmark_name"]), suite=_suite(data), generator=self.generator,
+            attempt_number=attempt_number, error_type=regex_tags_json(text), raw_error=text,
+            explanation=text[:EXPLANATION_CHARS] if text else text,
+            trace_log_path=str(self.record.path.resolve()), trace_offset=self.record.offset,
+            trace_length=self.record.length, trace_line=self.record.line, attempt_index=attempt_index,
+            trace_file_size=self.size, trace_file_mtime=self.mtime, event_kind=kind,
+            case_id=str(data["id"]) if data.get("id") is not None else None,
+            result=data.get("result") if kind == "test_result" else None,
+            format=NAME, trace_ref=_ref(self.run_id, self.record, kind, attempt_index),
+        )
+
+
+def _suite(data: Mapping[str, Any]) -> str | None:
+    """The suite; older files only name it as answer_data.benchmark_type."""
+    if data.get("suite"):
+        return str(data["suite"])
+    answer = data.get("answer_data")
+    if isinstance(answer, dict) and answer.get("benchmark_type"):
+        return str(answer["benchmark_type"])
+    return None
+
+
+def _iso(timestamp: object) -> str | None:
+    if isinstance(timestamp, (int, float)):
+        return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+    return str(timestamp) if timestamp is not None else None
+
+
+# -- reading one failure back -----------------------------------------------------------
+
+
+def read(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
+    """The transcript of exactly the attempt this failures row describes.
+
+    `runs_dir` is where to look for `<run_id>/trace.*` when the stored path no longer exists.
+    """
+    path = _locate(row, runs_dir)
+    event = _read_at(path, row) if _unchanged(path, row) else None
+    return to_transcript(event if event is not None else _rescan(path, row), row)
+
+
+def _locate(row: Mapping[str, Any], runs_dir: str | Path | None) -> Path:
+    stored = _value(row, "trace_log_path")
+    if stored and Path(stored).is_file():
+        return Path(stored)
+    if runs_dir is not None:
+        found = find_trace_file(Path(runs_dir) / str(row["run_id"]))
+        if found is not None:
+            return found
+    where = f"{stored}" if stored else "no trace_log_path recorded"
+    raise TraceNotFound(
+        f"trace of failure {_value(row, 'id')} (run {row.get('run_id')}, {row.get('benchmark_name')!r}) "
+        f"not found: {where}; pass runs_dir= to look in the run folders"
+    )
+
+
+def _unchanged(path: Path, row: Mapping[str, Any]) -> bool:
+    if _value(row, "trace_offset") is None or str(path) != _value(row, "trace_log_path"):
+        return False
+    stat = path.stat()
+    return stat.st_size == _value(row, "trace_file_size") and stat.st_mtime == _value(row, "trace_file_mtime")
+
+
+def _read_at(path: Path, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    record = read_record_at(path, int(row["trace_offset"]), int(row["trace_length"]), int(row.get("trace_line") or 0))
+    try:
+        event = parse_record(record)
+    except FormatError:
+        return None
+    same = (event.get("data") or {}).get("benchmark_name") == row.get("benchmark_name")
+    return event if same and event.get("event_type") == row.get("event_kind") else None
+
+
+def _identity(item: FailureRow | Mapping[str, Any]) -> tuple[Any, ...]:
+    get = (lambda k: getattr(item, k)) if isinstance(item, FailureRow) else (lambda k: _value(item, k))
+    return tuple(get(k) for k in ("event_kind", "benchmark_name", "case_id", "generator", "attempt_index"))
+
+
+def _rescan(path: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    wanted = _identity(row)
+    for item in failures(path, str(row["run_id"])):
+        if isinstance(item, FailureRow) and _identity(item) == wanted:
+            return parse_record(read_record_at(path, item.trace_offset, item.trace_length, item.trace_line))
+    raise TraceNotFound(f"{path}: no {row.get('event_kind')} for {row.get('benchmark_name')!r} matches failure {_value(row, 'id')}")
+
+
+def attempt_events(data: Mapping[str, Any], attempt_index: int) -> list[Any]:
+    """The attempt's own trace_logs; the final attempt falls back to data.trace_logs."""
+    attempts = data.get("generation_attempts")
+    logs: Any = None
+    if attempt_index >= 0 and isinstance(attempts, list) and attempt_index < len(attempts):
+        attempt = attempts[attempt_index]
+        logs = attempt.get("trace_logs") if isinstance(attempt, dict) else None
+        if logs is None and attempt_index == len(attempts) - 1:
+            logs = data.get("trace_logs")
+    elif attempt_index < 0:
+        logs = data.get("trace_logs")
+    return list(logs) if isinstance(logs, list) else []
+
+
+def _answer(data: Mapping[str, Any], attempt_index: int) -> Any:
+    """The attempt's final answer: its own answer (and rationale), else the case's answer_data."""
+    attempts = data.get("generation_attempts")
+    if attempt_index >= 0 and isinstance(attempts, list) and attempt_index < len(attempts):
+        attempt = attempts[attempt_index] if isinstance(attempts[attempt_index], dict) else {}
+        answer, rationale = attempt.get("answer"), attempt.get("rationale")
+        if isinstance(answer, dict):
+            return answer if rationale is None or "rationale" in answer else {"rationale": rationale, **answer}
+        if answer is not None or rationale is not None:
+            return {k: v for k, v in (("rationale", rationale), ("answer", answer)) if v is not None}
+        if attempt_index != len(attempts) - 1:
+            return None
+    return data.get("answer_data") or None
+
+
+def _task(data: Mapping[str, Any], steps: list[dict[str, Any]]) -> str:
+    """What the agent was asked: a field of the event, else the trace's first user message,
+    else at least the case's name."""
+    for key in TASK_FIELDS:
+        if isinstance(data.get(key), str) and data[key].strip():
+            return str(data[key])
+    if (first := first_user_message(steps)) is not None:
+        return first
+    suite = _suite(data)
+    return f"Benchmark case: {data.get('benchmark_name')}" + (f" (suite {suite})" if suite else "")
+
+
+def to_transcript(event: Mapping[str, Any], row: Mapping[str, Any]) -> Transcript:
+    """One attempt of a harness event (test_result or generation_failure) as a Transcript."""
+    data = event.get("data") or {}
+    stored = _value(row, "attempt_index")
+    index = int(stored) if stored is not None else -1
+    steps = trace_steps(attempt_events(data, index))
+    final = mark_final_answer(steps, _answer(data, index))
+    task = _task(data, steps)
+    attempts = data.get("generation_attempts")
+    error = attempt_error(data, index) if index < 0 or isinstance(attempts, list) else _value(row, "raw_error")
+    metadata = {k: _value(row, k) for k in ("run_id", "benchmark_name", "case_id", "suite", "generator", "attempt_number")}
+    return Transcript(
+        format=NAME, ref=_value(row, "trace_ref") or f"{row.get('run_id')}:{row.get('benchmark_name')}:{index}",
+        task=task, steps=number_steps(steps), final_answer=final,
+        outcome=Outcome(error=None if error is None else str(error),
+                        result=str(data["result"]) if data.get("result") is not None else None),
+        metadata=metadata,
+    )
+
+
+def detect(path: Path) -> bool:
+    """A run folder holding trace.jsonl / trace.yaml, or such a file itself."""
+    return find_trace_file(path) is not None if path.is_dir() else path.name in ("trace.jsonl", "trace.yaml")
+
+
+class _Harness:
+    name = NAME
+    detect = staticmethod(detect)
+    failures = staticmethod(failures)
+    read = staticmethod(read)
+
+
+ADAPTER = _Harness()
