@@ -19,20 +19,16 @@ import pandas as pd
 from IPython.display import HTML
 from pandas.io.formats.style import Styler
 
-from rca.analyze import TRACE_BUDGET_TOKENS, analyze_failures, choose_backend
+from rca.analyze import TRACE_BUDGET_TOKENS, analyze_failures
+from rca.backends.registry import choose_backend
 from rca.charts import analyzed, baseline_disagreements, category_order
+from rca.errors import ParameterError
 from rca.ingest import ingest_runs
+from rca.options import OPTION, number
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
 from rca.store import load_failures
-from rca.traces import TraceNotFound, load_trace
-
-BACKENDS = ("auto", "gemini", "heuristic")
-
-
-class ParameterError(ValueError):
-    """A report parameter is wrong; the message says which and what to set instead."""
-
+from rca.traces import TraceNotFound, load_transcript
 
 # --- 0. parameters, ingest, load, analyze -----------------------------------------------
 
@@ -45,18 +41,6 @@ def _as_list(value: Any, name: str) -> list[str]:
     if isinstance(value, Sequence):
         return [str(v) for v in value]
     raise ParameterError(f"{name} must be a list of names (or one comma-separated string), got {value!r}")
-
-
-def _number(value: Any, name: str, kind: type, minimum: float) -> Any:
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or isinstance(value, bool) or number < minimum:
-        raise ParameterError(f"{name} must be a number >= {minimum}, got {value!r}")
-    return number
 
 
 def _known(db: Path, column: str) -> list[str]:
@@ -96,7 +80,7 @@ def prepare(
     concurrency: int = 8,
     force: bool = False,
     budget_usd: float | None = None,
-    taxonomy: Any = None,
+    taxonomy: Any = "default",
 ) -> pd.DataFrame:
     """The failures the report is about, analyzed when asked.
 
@@ -108,11 +92,10 @@ def prepare(
     """
     filters = {"run_ids": _as_list(run_ids, "run_ids"), "suites": _as_list(suites, "suites"),
                "generators": _as_list(generators, "generators")}
-    limit = _number(limit, "limit", int, 0)
-    concurrency = _number(concurrency, "concurrency", int, 1)
-    budget_usd = _number(budget_usd, "budget_usd", float, 0)
-    if backend not in BACKENDS:
-        raise ParameterError(f"unknown backend {backend!r}: use one of {', '.join(map(repr, BACKENDS))}")
+    limit = number(limit, "limit", int, 0)
+    concurrency = OPTION["concurrency"].check(concurrency)
+    budget_usd = OPTION["budget_usd"].check(budget_usd)
+    OPTION["backend"].check(backend)
     try:
         tax = resolve_taxonomy(taxonomy or None)
     except (ValueError, FileNotFoundError) as exc:
@@ -230,7 +213,9 @@ def category_examples(df: pd.DataFrame, per_category: int = 3) -> HTML:
             "confidence": rows["confidence"], "explanation": rows["root_cause_explanation"],
             "expected": rows["expected_behavior"], "actual": rows["actual_behavior"],
             "failing step": rows["root_cause_step"].map(_step),
+            "agent": rows.get("root_cause_agent"), "fix": rows.get("fix"),
         })
+        shown = shown.dropna(axis=1, how="all")  # answers from before agents and fixes existed
         n = int((done["category"] == cat).sum())
         parts.append(table(shown, title=f"{cat}: {n} failed attempt{'s' * (n != 1)}").data)
     return HTML("".join(parts))
@@ -282,7 +267,7 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
         return HTML("<p><i>no failure to show</i></p>")
     row = dict(row)
     try:
-        rendered = render_trace(load_trace(row, runs_dir=runs_dir), budget_tokens=budget_tokens)
+        rendered = render_trace(load_transcript(row, runs_dir=runs_dir), budget_tokens=budget_tokens)
     except (TraceNotFound, OSError) as exc:
         return HTML(f"<p><b>trace not readable:</b> {html.escape(str(exc))}</p>")
     step = row.get("root_cause_step")
@@ -305,9 +290,11 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
              "Attempt": _step(row.get("attempt_number")).strip("[]"), "Root cause": row.get("category"),
              "Confidence": row.get("confidence"), "Explanation": row.get("root_cause_explanation"),
              "Expected": row.get("expected_behavior"), "Actual": row.get("actual_behavior"),
+             "Responsible agent": row.get("root_cause_agent"), "Fix": row.get("fix"),
              "Harness error": row.get("explanation"),
              "Trace": f"{rendered.steps_total} steps, ~{rendered.tokens:,} tokens as sent to the model; "
                       f"root-cause step {_step(step)}"}
+    facts = {k: v for k, v in facts.items() if v is not None and v == v}  # absent from older answers
     facts_html = table(pd.DataFrame({"": list(facts), "value": list(facts.values())}),
                        title=f"{row.get('benchmark_name')} (failure {row.get('id')})").data
     # The box scrolls on its own; start it at the blamed step so a static export shows it too.
