@@ -8,16 +8,17 @@ each problem becomes an IngestIssue naming the file and line.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
-from rca.formats import IngestIssue, get_format
+from rca.formats import IngestIssue, Progress, get_format
 from rca.formats.harness.records import find_trace_file
-from rca.store import DEFAULT_DB, FailureRow, connect, insert_failures, mark_processed, processed_runs, transaction
+from rca.store import (DEFAULT_DB, FailureRow, connect, insert_failures, load_progress, mark_processed, processed_runs,
+                       save_progress, transaction)
 
 __all__ = ["IngestIssue", "IngestSummary", "ingest_runs"]
 
@@ -48,10 +49,10 @@ def ingest_runs(
 ) -> IngestSummary:
     """Scan `<runs_dir>/<run_id>/trace.{jsonl,yaml}` into the cache.
 
-    A run already in processed_runs is skipped. A run whose file ends in a truncated
-    record (still being written) is ingested as far as it goes and left unmarked, so
-    the next ingest picks up the rest. `since` keeps runs whose trace file changed at
-    or after that time.
+    A run is done once its run_end event has been read; until then each ingest reads on from
+    where the last one stopped, so a run still being written loses nothing and counts nothing
+    twice. A run already done is skipped. `since` keeps runs whose trace file changed at or
+    after that time. Nothing in a file stops the others: every problem is an issue in the summary.
     """
     root = Path(runs_dir)
     if not root.is_dir():
@@ -59,10 +60,17 @@ def ingest_runs(
     started = time.perf_counter()
     summary = IngestSummary()
     conn = connect(db)
+    seen: dict[Path, str] = {}
     try:
         done = processed_runs(conn)
         for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             summary.runs_found += 1
+            real = run_dir.resolve()
+            if real in seen:
+                summary.issues.append(IngestIssue(path=str(run_dir), message=f"the same folder as run {seen[real]} "
+                                                  f"({real}); not ingested twice"))
+                continue
+            seen[real] = run_dir.name
             if run_dir.name in done:
                 summary.runs_skipped += 1
                 continue
@@ -70,9 +78,12 @@ def ingest_runs(
             if trace is None:
                 summary.issues.append(IngestIssue(path=str(run_dir), message="no trace.jsonl or trace.yaml in run folder"))
                 continue
-            if since is not None and _mtime(trace) < since:
-                continue
-            _ingest_file(conn, run_dir.name, trace, summary)
+            try:
+                if since is not None and _mtime(trace) < since:
+                    continue
+                _ingest_file(conn, run_dir.name, trace, summary)
+            except OSError as exc:
+                summary.issues.append(IngestIssue(path=str(trace), message=f"cannot read: {exc.strerror or exc}"))
     finally:
         conn.close()
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -83,34 +94,62 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
-def _ingest_file(conn: Any, run_id: str, path: Path, summary: IngestSummary) -> None:
-    stat = path.stat()
-    if stat.st_size == 0:
-        summary.issues.append(IngestIssue(path=str(path), message="empty trace file"))
-        return
+def _ingest_file(conn: sqlite3.Connection, run_id: str, path: Path, summary: IngestSummary) -> None:
+    stored = load_progress(conn, run_id, path)
+    resume = Progress(**stored) if stored else None
     batch: list[FailureRow] = []
     batch_bytes = 0
-    complete = True
+    refused = False
 
     def flush() -> None:
-        nonlocal batch, batch_bytes
+        nonlocal batch, batch_bytes, refused
         if batch:
-            with transaction(conn):
-                summary.rows_added += insert_failures(conn, batch)
+            added, problems = _insert(conn, batch)
+            summary.rows_added += added
+            summary.issues.extend(problems)
+            refused = refused or bool(problems)
             batch, batch_bytes = [], 0
 
-    for item in get_format("harness").failures(path, run_id):
-        if isinstance(item, IngestIssue):
+    progress = resume or Progress()
+    for item in get_format("harness").failures(path, run_id, resume):
+        if isinstance(item, Progress):
+            progress = item
+        elif isinstance(item, IngestIssue):
             summary.issues.append(item)
-            complete = complete and "truncated" not in item.message
-            continue
-        batch.append(item)
-        batch_bytes += len(item.raw_error or "")
-        if len(batch) >= _BATCH_ROWS or batch_bytes >= _BATCH_BYTES:
-            flush()
+        else:
+            batch.append(item)
+            batch_bytes += len(item.raw_error or "")
+            if len(batch) >= _BATCH_ROWS or batch_bytes >= _BATCH_BYTES:
+                flush()
     flush()
-    summary.bytes_read += stat.st_size
+    if progress.offset == 0 and path.stat().st_size == 0:
+        summary.issues.append(IngestIssue(path=str(path), message="empty trace file"))
+        return
+    summary.bytes_read += max(0, progress.offset - (resume.offset if resume else 0))
     summary.runs_ingested += 1
-    if complete:
-        with transaction(conn):
+    if refused:  # read again next time, once the user's schema accepts the rows
+        return
+    with transaction(conn):
+        save_progress(conn, run_id, path, **progress.model_dump())
+        if progress.finished:
             mark_processed(conn, run_id)
+
+
+def _insert(conn: sqlite3.Connection, rows: list[FailureRow]) -> tuple[int, list[IngestIssue]]:
+    """Insert a batch; when the cache refuses it, row by row, so each refused row is an issue
+    that names its record and the constraint (e.g. a NOT NULL column of the user's own)."""
+    try:
+        with transaction(conn):
+            return insert_failures(conn, rows), []
+    except sqlite3.IntegrityError:
+        pass
+    added, problems = 0, []
+    for row in rows:
+        try:
+            with transaction(conn):
+                added += insert_failures(conn, [row])
+        except sqlite3.IntegrityError as exc:
+            problems.append(IngestIssue(
+                path=row.trace_log_path, line=row.trace_line,
+                message=f"the cache refused this row: {exc}; give that column a DEFAULT or allow NULL, then ingest again"))
+    return added, problems

@@ -134,6 +134,16 @@ def m006_answer_columns(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m007_ingest_progress(conn: sqlite3.Connection) -> None:
+    """Where each run's ingest stopped, so a run still being written is read on, not again."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS ingest_progress (
+          run_id TEXT PRIMARY KEY, path TEXT NOT NULL, byte_offset INTEGER NOT NULL,
+          line INTEGER NOT NULL, state TEXT, finished INTEGER NOT NULL DEFAULT 0)"""
+    )
+
+
 def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     """Run the migrations this database has not seen; return their names."""
     conn.execute(

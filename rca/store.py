@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -85,9 +86,13 @@ def processed_runs(conn: sqlite3.Connection) -> set[str]:
 
 
 def insert_failures(conn: sqlite3.Connection, rows: Iterable[FailureRow]) -> int:
-    """Insert rows not already present (same run, record and attempt); return how many were new."""
+    """Insert rows not already present (same run, record and attempt); return how many were new.
+
+    Only a duplicate is skipped: any other constraint (a user's NOT NULL column) raises
+    IntegrityError, where `INSERT OR IGNORE` would drop the row without a word.
+    """
     placeholders = ", ".join("?" for _ in _FAILURE_COLUMNS)
-    sql = f"INSERT OR IGNORE INTO failures ({', '.join(_FAILURE_COLUMNS)}) VALUES ({placeholders})"
+    sql = f"INSERT INTO failures ({', '.join(_FAILURE_COLUMNS)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     before = conn.total_changes
     conn.executemany(sql, (tuple(asdict(row).values()) for row in rows))
     return conn.total_changes - before
@@ -95,6 +100,26 @@ def insert_failures(conn: sqlite3.Connection, rows: Iterable[FailureRow]) -> int
 
 def mark_processed(conn: sqlite3.Connection, run_id: str) -> None:
     conn.execute("INSERT OR IGNORE INTO processed_runs (run_id) VALUES (?)", (run_id,))
+
+
+def load_progress(conn: sqlite3.Connection, run_id: str, path: Path) -> dict[str, Any] | None:
+    """Where the last ingest of this run's file stopped; None when the file was replaced since
+    (another path, or shorter than where reading stopped) and must be read from the start."""
+    row = conn.execute("SELECT path, byte_offset, line, state FROM ingest_progress WHERE run_id = ?",
+                       (run_id,)).fetchone()
+    if row is None or row["path"] != str(path.resolve()) or path.stat().st_size < row["byte_offset"]:
+        return None
+    return {"offset": row["byte_offset"], "line": row["line"], "state": json.loads(row["state"] or "{}")}
+
+
+def save_progress(conn: sqlite3.Connection, run_id: str, path: Path, *, offset: int, line: int,
+                  state: dict[str, Any], finished: bool) -> None:
+    conn.execute(
+        "INSERT INTO ingest_progress (run_id, path, byte_offset, line, state, finished) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id) DO UPDATE SET path = excluded.path, byte_offset = excluded.byte_offset, "
+        "line = excluded.line, state = excluded.state, finished = excluded.finished",
+        (run_id, str(path.resolve()), offset, line, json.dumps(state), int(finished)),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,10 +27,10 @@ def test_real_fixture_gives_each_failed_result_and_generation_failure(fixture_ru
 def test_reingest_adds_nothing(fixture_runs: Path, tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     ingest_runs(fixture_runs, db)
-    again = ingest_runs(fixture_runs, db)
-    assert again.rows_added == 0 and again.runs_skipped == 1
+    again = ingest_runs(fixture_runs, db)  # this older file has no run_end: read on from where it stopped
+    assert again.rows_added == 0 and again.bytes_read == 0
     with sqlite3.connect(db) as conn:
-        conn.execute("DELETE FROM processed_runs")  # even a forced rescan inserts no duplicates
+        conn.execute("DELETE FROM ingest_progress")  # even a rescan from the start inserts no duplicates
     assert ingest_runs(fixture_runs, db).rows_added == 0
     assert len(load_failures(db)) == 184
 
@@ -121,9 +121,11 @@ def test_run_still_being_written_is_resumed_on_next_ingest(tmp_path: Path) -> No
     assert ingest_runs(runs, db).rows_added == 1
     text = path.read_bytes().rsplit(b"\n", 1)[0] + b"\n" + json.dumps(result_event("02: b")).encode() + b"\n"
     path.write_bytes(text)
+    with path.open("ab") as f:
+        f.write((json.dumps(event("run_end", {"duration": 1.0})) + "\n").encode())
     second = ingest_runs(runs, db)
     assert second.rows_added == 1 and second.issues == []
-    assert ingest_runs(runs, db).runs_skipped == 1  # complete now, so marked processed
+    assert ingest_runs(runs, db).runs_skipped == 1  # its run_end was read, so it is done
 
 
 def test_missing_runs_dir_is_a_clear_error(tmp_path: Path) -> None:

@@ -37,14 +37,25 @@ class IngestIssue(BaseModel):
         return f"{where}: {self.message}"
 
 
+class Progress(BaseModel):
+    """Where reading a source stopped. Until `finished`, the next ingest resumes from here."""
+
+    offset: int = 0
+    line: int = 1
+    state: dict[str, Any] = {}  # what the adapter needs to read on (the harness: its open sections)
+    finished: bool = False
+
+
 class Format(Protocol):
     name: str
 
     def detect(self, path: Path) -> bool:
         """Whether this adapter reads `path` (a run folder or a file)."""
 
-    def failures(self, path: Path, run_id: str) -> Iterator[FailureRow | IngestIssue]:
-        """The failed attempts in `path`, in order, with any issue met on the way."""
+    def failures(self, path: Path, run_id: str, resume: Progress | None = None
+                 ) -> Iterator[FailureRow | IngestIssue | Progress]:
+        """The failed attempts in `path` (from `resume` on), in order, with any issue met on the
+        way; the last item is the Progress to resume from."""
 
     def read(self, row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
         """The transcript of one failure row; TraceNotFound when its source is gone."""

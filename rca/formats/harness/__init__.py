@@ -16,7 +16,8 @@ from typing import Any
 
 from rca.baseline import regex_tags_json
 from rca.errors import FormatError, TraceNotFound
-from rca.formats import IngestIssue
+from rca.formats import IngestIssue, Progress
+from rca.formats._text import compact_json
 from rca.formats.harness.events import first_user_message, mark_final_answer, trace_steps
 from rca.formats.harness.records import Record, decode, find_trace_file, iter_records, parse_record, parse_text, read_record_at
 from rca.store import FailureRow
@@ -40,8 +41,9 @@ def _ref(run_id: str, record: Record, kind: str, attempt_index: int) -> str:
 # -- listing failures -------------------------------------------------------------------
 
 
-def failures(path: Path, run_id: str) -> Iterator[FailureRow | IngestIssue]:
-    """The failed attempts of one run file (or folder), in file order, with any issues met on the way."""
+def failures(path: Path, run_id: str, resume: Progress | None = None) -> Iterator[FailureRow | IngestIssue | Progress]:
+    """The failed attempts of one run file (or folder), in file order, with any issues met on the
+    way, then the Progress to resume from. A run is finished once its run_end has been read."""
     if path.is_dir():
         found = find_trace_file(path)
         if found is None:
@@ -49,31 +51,55 @@ def failures(path: Path, run_id: str) -> Iterator[FailureRow | IngestIssue]:
             return
         path = found
     stat = path.stat()
-    sections: list[str] = []
-    for record in iter_records(path):
-        text, replaced = decode(record)
+    progress = resume or Progress()
+    sections: list[str] = list(progress.state.get("sections", []))
+    finished = False
+    for record in iter_records(path, start=progress.offset, line=progress.line):
+        before = list(sections)
         try:
-            event = parse_text(record, text)
-        except FormatError as exc:
-            yield IngestIssue(path=exc.path, line=exc.line, message=exc.reason)
-            continue
-        if replaced:
-            yield IngestIssue(path=str(path), line=record.line, message="invalid UTF-8 bytes replaced with U+FFFD")
-        kind = event.get("event_type")
-        data = event.get("data") or {}
-        if kind == "section_start":
-            sections.append(str(data.get("name") or ""))
-        elif kind == "section_end" and sections:
-            sections.pop()
-        elif kind in ("test_result", "generation_failure"):
-            if not data.get("benchmark_name"):
-                yield IngestIssue(path=str(path), line=record.line, message=f"{kind} without benchmark_name; skipped")
-                continue
-            context = _Context(run_id, record, event, _generator(sections), stat.st_size, stat.st_mtime)
-            if kind == "generation_failure":
-                yield context.row(attempt_error(data, -1), attempt_index=-1, attempt_number=None)
-            elif str(data.get("result", "")).lower() != "pass":
-                yield from _test_result_failures(context, data)
+            items, kind = _record_failures(record, run_id, sections, stat.st_size, stat.st_mtime)
+            yield from items
+            finished = finished or kind == "run_end"
+        except Exception as exc:  # one odd record must not stop the run: say which and go on
+            yield IngestIssue(path=str(path), line=record.line, message=f"record skipped: {type(exc).__name__}: {exc}")
+        progress = Progress(offset=record.next_offset, line=record.next_line,
+                            state={"sections": sections if record.complete else before})
+        if not record.complete:
+            sections = before
+    yield progress.model_copy(update={"finished": finished})
+
+
+def _record_failures(record: Record, run_id: str, sections: list[str], size: int, mtime: float
+                     ) -> tuple[list[FailureRow | IngestIssue], str | None]:
+    """The rows and issues of one record, and its event type; keeps `sections` up to date."""
+    path = record.path
+    text, replaced = decode(record)
+    try:
+        event, surrogates = parse_text(record, text)
+    except FormatError as exc:
+        return [IngestIssue(path=exc.path, line=exc.line, message=exc.reason)], None
+    out: list[FailureRow | IngestIssue] = []
+    if replaced:
+        out.append(IngestIssue(path=str(path), line=record.line, message="invalid UTF-8 bytes replaced with U+FFFD"))
+    if surrogates:
+        out.append(IngestIssue(path=str(path), line=record.line, message="lone surrogates replaced with U+FFFD"))
+    kind = event.get("event_type")
+    data = event.get("data") or {}
+    if kind == "section_start":
+        sections.append(str(data.get("name") or ""))
+    elif kind == "section_end" and sections:
+        sections.pop()
+    elif kind in ("test_result", "generation_failure"):
+        if not data.get("benchmark_name"):
+            out.append(IngestIssue(path=str(path), line=record.line, message=f"{kind} without benchmark_name; skipped"))
+            return out, kind
+        context = _Context(run_id, record, event, _generator(sections), size, mtime)
+        if kind == "generation_failure":
+            out.append(context.row(attempt_error(data, -1), attempt_index=-1, attempt_number=None))
+        elif str(data.get("result", "")).lower() != "pass":
+            out.extend(_test_result_failures(context, data))
+        out.extend(IngestIssue(path=str(path), line=record.line, message=m) for m in dict.fromkeys(context.problems))
+    return out, kind if isinstance(kind, str) else None
 
 
 def _generator(sections: list[str]) -> str | None:
@@ -116,29 +142,45 @@ def _test_result_failures(context: _Context, data: dict[str, Any]) -> Iterator[F
 
 
 class _Context:
-    """What every row of one event shares."""
+    """What every row of one event shares; values it had to coerce are noted in `problems`."""
 
     def __init__(self, run_id: str, record: Record, event: dict[str, Any], generator: str | None,
                  size: int, mtime: float) -> None:
         self.run_id, self.record, self.event, self.generator = run_id, record, event, generator
         self.size, self.mtime = size, mtime
+        self.problems: list[str] = []
 
     def row(self, error: object, *, attempt_index: int, attempt_number: int | None) -> FailureRow:
         data = self.event.get("data") or {}
         text = error if isinstance(error, str) or error is None else str(error)
         kind = str(self.event.get("event_type"))
+        result = data.get("result") if kind == "test_result" else None
+        if result is not None and not isinstance(result, str):
+            self.problems.append(f"result is a {type(result).__name__}, not a string; stored as text")
+            result = compact_json(result)
+        if attempt_number is not None and not -(2**63) <= attempt_number < 2**63:
+            self.problems.append(f"attempt_number {attempt_number} is out of range; stored as NULL")
+            attempt_number = None
         return FailureRow(
-            run_id=self.run_id, timestamp=_iso(self.event.get("timestamp")),
+            run_id=self.run_id, timestamp=self._iso(self.event.get("timestamp")),
             benchmark_name=str(data["benchmark_name"]), suite=_suite(data), generator=self.generator,
             attempt_number=attempt_number, error_type=regex_tags_json(text), raw_error=text,
             explanation=text[:EXPLANATION_CHARS] if text else text,
             trace_log_path=str(self.record.path.resolve()), trace_offset=self.record.offset,
             trace_length=self.record.length, trace_line=self.record.line, attempt_index=attempt_index,
             trace_file_size=self.size, trace_file_mtime=self.mtime, event_kind=kind,
-            case_id=str(data["id"]) if data.get("id") is not None else None,
-            result=data.get("result") if kind == "test_result" else None,
+            case_id=str(data["id"]) if data.get("id") is not None else None, result=result,
             format=NAME, trace_ref=_ref(self.run_id, self.record, kind, attempt_index),
         )
+
+    def _iso(self, timestamp: object) -> str | None:
+        if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+            try:
+                return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+            except (OverflowError, OSError, ValueError):
+                self.problems.append(f"timestamp {timestamp!r} is not a time; stored as NULL")
+                return None
+        return str(timestamp) if timestamp is not None else None
 
 
 def _suite(data: Mapping[str, Any]) -> str | None:
@@ -149,12 +191,6 @@ def _suite(data: Mapping[str, Any]) -> str | None:
     if isinstance(answer, dict) and answer.get("benchmark_type"):
         return str(answer["benchmark_type"])
     return None
-
-
-def _iso(timestamp: object) -> str | None:
-    if isinstance(timestamp, (int, float)):
-        return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
-    return str(timestamp) if timestamp is not None else None
 
 
 # -- reading one failure back -----------------------------------------------------------
