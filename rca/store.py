@@ -51,6 +51,10 @@ class FailureRow:
 
 
 _FAILURE_COLUMNS = tuple(FailureRow.__dataclass_fields__)
+# Where a failure's trace is, as opposed to what the failure is: the columns a row written by
+# the harness itself lacks, and rca fills in once it has found the trace.
+LOCATOR_COLUMNS = ("trace_log_path", "trace_offset", "trace_length", "trace_line", "attempt_index",
+                   "trace_file_size", "trace_file_mtime", "event_kind", "case_id", "result", "format", "trace_ref")
 
 
 def connect(db: str | Path = DEFAULT_DB) -> sqlite3.Connection:
@@ -96,6 +100,18 @@ def insert_failures(conn: sqlite3.Connection, rows: Iterable[FailureRow]) -> int
     before = conn.total_changes
     conn.executemany(sql, (tuple(asdict(row).values()) for row in rows))
     return conn.total_changes - before
+
+
+def record_locator(conn: sqlite3.Connection, failure_id: int, found: FailureRow) -> None:
+    """Record where a row's trace was found; the row's own values (the harness's) stay as they are."""
+    values = asdict(found)
+    assignments = ", ".join(f"{c} = ?" for c in LOCATOR_COLUMNS)
+    try:
+        with transaction(conn):
+            conn.execute(f"UPDATE failures SET {assignments} WHERE id = ?",
+                         (*(values[c] for c in LOCATOR_COLUMNS), failure_id))
+    except sqlite3.IntegrityError:
+        pass  # another row already holds this locator (a duplicate row): found again next time
 
 
 def mark_processed(conn: sqlite3.Connection, run_id: str) -> None:

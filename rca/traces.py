@@ -9,9 +9,10 @@ from typing import Any
 
 from rca.errors import TraceNotFound
 from rca.formats import format_of
+from rca.store import FailureRow
 from rca.transcript import Transcript
 
-__all__ = ["TraceNotFound", "load_trace", "load_transcript"]
+__all__ = ["TraceNotFound", "load_trace", "load_transcript", "locate_untracked"]
 
 
 def load_transcript(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
@@ -21,6 +22,19 @@ def load_transcript(row: Mapping[str, Any], *, runs_dir: str | Path | None = Non
     for the run's files when the recorded path no longer exists. Raises TraceNotFound.
     """
     return format_of(row).read(row, runs_dir=runs_dir)
+
+
+def locate_untracked(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> FailureRow | None:
+    """For a row that rca did not ingest (the harness's own cache has no trace reference): the row
+    as rca would have ingested it, with its locator, so analysis can read and record it. None for
+    a row that already has one; TraceNotFound (saying where it looked) when it cannot be found."""
+    if _present(row.get("trace_ref")):
+        return None
+    return format_of(row).locate(row, runs_dir=runs_dir)
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value == value and value != ""  # NaN from pandas means missing
 
 
 def load_trace(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:

@@ -60,6 +60,9 @@ class Format(Protocol):
     def read(self, row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
         """The transcript of one failure row; TraceNotFound when its source is gone."""
 
+    def locate(self, row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> FailureRow:
+        """A row written without a trace reference, found in its source; TraceNotFound if not."""
+
 
 def get_format(name: str) -> Format:
     """The adapter registered under `name`."""

@@ -199,26 +199,35 @@ def _suite(data: Mapping[str, Any]) -> str | None:
 def read(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
     """The transcript of exactly the attempt this failures row describes.
 
-    `runs_dir` is where to look for `<run_id>/trace.*` when the stored path no longer exists.
+    `runs_dir` is where to look for `<run_id>/trace.*` when the stored path no longer exists,
+    or when the row was written by the harness itself and has no locator.
     """
-    path = _locate(row, runs_dir)
+    path = _trace_path(row, runs_dir)
     event = _read_at(path, row) if _unchanged(path, row) else None
-    return to_transcript(event if event is not None else _rescan(path, row), row)
+    if event is None:
+        found = _rescan(path, row)
+        event = parse_record(read_record_at(path, found.trace_offset, found.trace_length, found.trace_line))
+    return to_transcript(event, row)
 
 
-def _locate(row: Mapping[str, Any], runs_dir: str | Path | None) -> Path:
+def locate(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> FailureRow:
+    """The row as rca would have ingested it, found in its run file: the locator a row written by
+    the harness itself lacks. Raises TraceNotFound saying where it looked."""
+    return _rescan(_trace_path(row, runs_dir), row)
+
+
+def _trace_path(row: Mapping[str, Any], runs_dir: str | Path | None) -> Path:
     stored = _value(row, "trace_log_path")
     if stored and Path(stored).is_file():
         return Path(stored)
-    if runs_dir is not None:
-        found = find_trace_file(Path(runs_dir) / str(row["run_id"]))
-        if found is not None:
-            return found
-    where = f"{stored}" if stored else "no trace_log_path recorded"
-    raise TraceNotFound(
-        f"trace of failure {_value(row, 'id')} (run {row.get('run_id')}, {row.get('benchmark_name')!r}) "
-        f"not found: {where}; pass runs_dir= to look in the run folders"
-    )
+    folder = Path(runs_dir) / str(row["run_id"]) if runs_dir is not None else None
+    if folder is not None and (found := find_trace_file(folder)) is not None:
+        return found
+    where = [f"{stored} (recorded path, missing)" if stored else "no trace path recorded"]
+    where.append(f"{folder}/trace.jsonl or trace.yaml (missing)" if folder is not None else
+                 "no runs folder given (runs_dir=, --runs-dir)")
+    raise TraceNotFound(f"trace of failure {_value(row, 'id')} (run {row.get('run_id')}, "
+                        f"{row.get('benchmark_name')!r}) not found: looked at {'; '.join(where)}")
 
 
 def _unchanged(path: Path, row: Mapping[str, Any]) -> bool:
@@ -238,17 +247,28 @@ def _read_at(path: Path, row: Mapping[str, Any]) -> dict[str, Any] | None:
     return event if same and event.get("event_type") == row.get("event_kind") else None
 
 
-def _identity(item: FailureRow | Mapping[str, Any]) -> tuple[Any, ...]:
-    get = (lambda k: getattr(item, k)) if isinstance(item, FailureRow) else (lambda k: _value(item, k))
-    return tuple(get(k) for k in ("event_kind", "benchmark_name", "case_id", "generator", "attempt_index"))
+_IDENTITY = ("event_kind", "benchmark_name", "case_id", "generator", "attempt_index")
+_HARNESS_IDENTITY = ("benchmark_name", "attempt_number", "generator", "suite")  # what the harness's own rows have
 
 
-def _rescan(path: Path, row: Mapping[str, Any]) -> dict[str, Any]:
-    wanted = _identity(row)
-    for item in failures(path, str(row["run_id"])):
-        if isinstance(item, FailureRow) and _identity(item) == wanted:
-            return parse_record(read_record_at(path, item.trace_offset, item.trace_length, item.trace_line))
-    raise TraceNotFound(f"{path}: no {row.get('event_kind')} for {row.get('benchmark_name')!r} matches failure {_value(row, 'id')}")
+def _matches(item: FailureRow, row: Mapping[str, Any]) -> bool:
+    """The same attempt: by rca's identity when the row has it, else by what a harness row knows."""
+    if _value(row, "event_kind") is not None:
+        return all(getattr(item, k) == _value(row, k) for k in _IDENTITY)
+    if item.attempt_number is None and _value(row, "attempt_number") not in (None, 0, 1):
+        return False  # a case without attempts is its own first attempt, however the harness numbered it
+    keys = [k for k in _HARNESS_IDENTITY if _value(row, k) is not None or k == "benchmark_name"]
+    return all(getattr(item, k) == _value(row, k) for k in keys if item.attempt_number is not None or k != "attempt_number")
+
+
+def _rescan(path: Path, row: Mapping[str, Any]) -> FailureRow:
+    candidates = [item for item in failures(path, str(row["run_id"]))
+                  if isinstance(item, FailureRow) and _matches(item, row)]
+    if not candidates:
+        raise TraceNotFound(f"{path}: no failed attempt {row.get('attempt_number')} of {row.get('benchmark_name')!r} "
+                            f"matches failure {_value(row, 'id')}")
+    same_error = [item for item in candidates if item.raw_error == _value(row, "raw_error")]
+    return (same_error or candidates)[0]
 
 
 def attempt_events(data: Mapping[str, Any], attempt_index: int) -> list[Any]:
@@ -322,6 +342,7 @@ class _Harness:
     detect = staticmethod(detect)
     failures = staticmethod(failures)
     read = staticmethod(read)
+    locate = staticmethod(locate)
 
 
 ADAPTER = _Harness()
