@@ -149,7 +149,8 @@ def step_line(step: Step, transcript: Transcript) -> tuple[str, str]:
     if step.kind == "error":
         return (f"{_name(step.agent)} error: " if step.agent else "error: "), step.text
     if step.kind == "system":
-        return f"{_name(step.role or step.agent, 'system')}: ", step.text
+        label = _name(step.role, "system")
+        return (f"{_name(step.agent)} {label}: " if step.agent else f"{label}: "), step.text
     if step.role == "user" and _same(step.text, transcript.task):
         return f"{who}: ", "(the task, shown in <task>)"
     return f"{who}: ", step.text
