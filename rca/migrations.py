@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import PurePath
 
+from rca.errors import InputError
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
@@ -45,6 +47,17 @@ def m001_harness_tables(conn: sqlite3.Connection) -> None:
           error_type TEXT, raw_error TEXT, explanation TEXT)"""
     )
     conn.execute("CREATE TABLE IF NOT EXISTS processed_runs (run_id TEXT PRIMARY KEY)")
+
+
+HARNESS_COLUMNS = {"run_id": "TEXT", "timestamp": "TEXT", "benchmark_name": "TEXT", "suite": "TEXT",
+                   "generator": "TEXT", "attempt_number": "INTEGER", "error_type": "TEXT", "raw_error": "TEXT",
+                   "explanation": "TEXT"}
+
+
+@migration
+def m001b_harness_columns(conn: sqlite3.Connection) -> None:
+    """Caches made by hand or by older harness versions may lack some of the harness's columns."""
+    _add_columns(conn, "failures", HARNESS_COLUMNS)
 
 
 @migration
@@ -144,12 +157,31 @@ def m007_ingest_progress(conn: sqlite3.Connection) -> None:
     )
 
 
+# Tables rca creates, with the columns it needs: a user's own table of that name is not rca's.
+OWN_TABLES = {
+    "analyses": ("m004_analyses", {"failure_id", "model", "taxonomy", "prompt_version", "trace_hash", "created_at"}),
+    "ingest_progress": ("m007_ingest_progress", {"run_id", "path", "byte_offset", "line"}),
+}
+
+
+def _check_own_tables(conn: sqlite3.Connection, done: set[str]) -> None:
+    """Stop before writing anything when a user's own table has the name of one rca creates."""
+    for table, (creator, needed) in OWN_TABLES.items():
+        existing = _columns(conn, table)
+        if existing and creator not in done and (missing := needed - existing):
+            raise InputError(
+                f"the cache already has a table named {table!r} that is not rca's (it lacks {sorted(missing)}); "
+                f"rca needs that name: rename yours (ALTER TABLE {table} RENAME TO my_{table}) or use another cache "
+                "file. Nothing was changed.")
+
+
 def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     """Run the migrations this database has not seen; return their names."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _rca_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM _rca_migrations")}
+    known = bool(_columns(conn, "_rca_migrations"))
+    done = {row[0] for row in conn.execute("SELECT name FROM _rca_migrations")} if known else set()
+    _check_own_tables(conn, done)
+    if not known:
+        conn.execute("CREATE TABLE IF NOT EXISTS _rca_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from rca.errors import InputError
 from rca.migrations import apply_migrations
 from rca.results import expand_analysis
 
@@ -60,15 +61,52 @@ LOCATOR_COLUMNS = ("trace_log_path", "trace_offset", "trace_length", "trace_line
 def connect(db: str | Path = DEFAULT_DB) -> sqlite3.Connection:
     """Open (or create) a cache and bring its schema up to date.
 
-    Autocommit mode: callers wrap their writes in `transaction(conn)`.
+    Autocommit mode: callers wrap their writes in `transaction(conn)`. Every connection waits
+    up to BUSY_TIMEOUT_MS for another writer, whatever the journal mode. WAL (a notebook reads
+    while a batch writes) is switched on when it can be: a cache that another process is
+    writing in rollback-journal mode, as the harness creates it, keeps that mode for now.
     """
     conn = sqlite3.connect(str(db), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    apply_migrations(conn)
+    try:
+        apply_migrations(conn)
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc):
+            raise InputError(f"cache {db} is read-only and its schema needs an upgrade: make it writable once "
+                             "(the file and its folder), then it can be read-only again") from None
+        raise
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")  # needs an exclusive lock, and no busy handler waits for it
+    except sqlite3.OperationalError as exc:
+        if not _locked_or_readonly(exc):
+            raise
+    conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _locked_or_readonly(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text or "readonly" in text
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def ensure_writable(conn: sqlite3.Connection, db: str | Path) -> None:
+    """Raise InputError unless answers can be written: checked before any model call is paid for."""
+    try:
+        with transaction(conn):  # a row written and rolled back: only a real write meets read-only
+            conn.execute("INSERT INTO _rca_migrations (name, applied_at) VALUES ('write check', '')")
+            raise _RolledBack
+    except _RolledBack:
+        pass
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc):
+            raise InputError(f"cache {db} is read-only: rca writes each answer to it as it arrives; make the file "
+                             "and its folder writable, or analyze a copy") from None
+        raise
 
 
 class transaction:
