@@ -157,10 +157,18 @@ def m007_ingest_progress(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m008_claims(conn: sqlite3.Connection) -> None:
+    """Which process is analyzing which row, until when (rca.claims)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS claims (failure_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, "
+                 "expires_at REAL NOT NULL)")
+
+
 # Tables rca creates, with the columns it needs: a user's own table of that name is not rca's.
 OWN_TABLES = {
     "analyses": ("m004_analyses", {"failure_id", "model", "taxonomy", "prompt_version", "trace_hash", "created_at"}),
     "ingest_progress": ("m007_ingest_progress", {"run_id", "path", "byte_offset", "line"}),
+    "claims": ("m008_claims", {"failure_id", "owner", "expires_at"}),
 }
 
 

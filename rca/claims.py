@@ -1,0 +1,42 @@
+"""Claims: a row being analyzed belongs to one process, so two batches never pay twice for it.
+
+A claim is a row in `claims` with its owner and an expiry; a process killed mid-call frees
+its rows when their claims expire. Answers written by the other process are then found in
+the cache by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+import uuid
+
+from rca.store import transaction
+
+CLAIM_TTL_S = 15 * 60  # longer than any call with its retries; a killed process's rows free up after it
+
+
+def new_owner() -> str:
+    """This batch's name in the claims table: host, process and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def claim(conn: sqlite3.Connection, failure_id: int, owner: str, *, ttl_s: float = CLAIM_TTL_S) -> str | None:
+    """Take the row for `owner`; return None when taken, else the live owner that holds it."""
+    now = time.time()
+    with transaction(conn):
+        held = conn.execute("SELECT owner, expires_at FROM claims WHERE failure_id = ?", (failure_id,)).fetchone()
+        if held is not None and held["owner"] != owner and held["expires_at"] > now:
+            return str(held["owner"])
+        conn.execute(
+            "INSERT INTO claims (failure_id, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (failure_id) "
+            "DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+            (failure_id, owner, now + ttl_s))
+    return None
+
+
+def release(conn: sqlite3.Connection, failure_id: int, owner: str) -> None:
+    with transaction(conn):
+        conn.execute("DELETE FROM claims WHERE failure_id = ? AND owner = ?", (failure_id, owner))
