@@ -138,12 +138,21 @@ def test_property_text_without_triggers_is_unchanged(text: str) -> None:
     assert redact(text) == text
 
 
-def test_a_key_where_the_prompt_cuts_a_long_error_is_redacted_whole() -> None:
-    """The error text is cut to ERROR_TEXT_CHARS; a key across the cut must not leave a piece behind."""
-    from rca.prompt import ERROR_TEXT_CHARS, user_prompt
+@pytest.mark.parametrize("section", ["error", "task", "final_answer"])
+def test_a_key_where_the_prompt_cuts_a_long_section_is_redacted_whole(section: str) -> None:
+    """The error, task and final answer are cut to a limit; a key across the cut must not leave a piece behind."""
+    from rca.prompt import ERROR_TEXT_CHARS, FINAL_ANSWER_CHARS, TASK_CHARS, user_prompt
     from rca.render import render_trace
+    from rca.transcript import Outcome, Transcript
 
-    error = ("z" * 20 + GOOGLE) * 340  # no line breaks: the cut falls inside one of the keys
-    assert len(error) > 3 * ERROR_TEXT_CHARS
-    prompt = user_prompt(benchmark_name="b", suite=None, error_text=error, rendered=render_trace([]))
-    assert "AIza" not in prompt and marker("google_api_key") in prompt
+    limit = {"error": ERROR_TEXT_CHARS, "task": TASK_CHARS, "final_answer": FINAL_ANSWER_CHARS}[section]
+    text = ("z" * 20 + GOOGLE) * (limit // 15)  # no line breaks: the cut falls inside one of the keys
+    assert len(text) > 3 * limit
+    transcript = Transcript(format="test", ref="t", metadata={"benchmark_name": "b"},
+                            task=text if section == "task" else "t",
+                            final_answer=text if section == "final_answer" else None,
+                            outcome=Outcome(error=text if section == "error" else None))
+    prompt = user_prompt(transcript, render_trace(transcript))
+    body = prompt.split(f"<{section}>\n")[1].split(f"\n</{section}>")[0]
+    assert "[cut " in body and len(body) <= limit
+    assert "AIza" not in prompt and marker("google_api_key") in body
