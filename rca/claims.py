@@ -13,7 +13,7 @@ import sqlite3
 import time
 import uuid
 
-from rca.store import transaction
+from rca.store import is_locked, transaction
 
 CLAIM_TTL_S = 15 * 60  # longer than any call with its retries; a killed process's rows free up after it
 
@@ -24,7 +24,20 @@ def new_owner() -> str:
 
 
 def claim(conn: sqlite3.Connection, failure_id: int, owner: str, *, ttl_s: float = CLAIM_TTL_S) -> str | None:
-    """Take the row for `owner`; return None when taken, else the live owner that holds it."""
+    """Take the row for `owner`; return None when taken, else the live owner that holds it.
+
+    A cache locked past its busy timeout cannot record the claim: the row goes ahead unclaimed
+    rather than stall the batch.
+    """
+    try:
+        return _claim(conn, failure_id, owner, ttl_s)
+    except sqlite3.OperationalError as exc:
+        if is_locked(exc):
+            return None
+        raise
+
+
+def _claim(conn: sqlite3.Connection, failure_id: int, owner: str, ttl_s: float) -> str | None:
     now = time.time()
     with transaction(conn):
         held = conn.execute("SELECT owner, expires_at FROM claims WHERE failure_id = ?", (failure_id,)).fetchone()
@@ -38,5 +51,10 @@ def claim(conn: sqlite3.Connection, failure_id: int, owner: str, *, ttl_s: float
 
 
 def release(conn: sqlite3.Connection, failure_id: int, owner: str) -> None:
-    with transaction(conn):
-        conn.execute("DELETE FROM claims WHERE failure_id = ? AND owner = ?", (failure_id, owner))
+    """Free the row; a claim that cannot be deleted now (locked cache) simply expires."""
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM claims WHERE failure_id = ? AND owner = ?", (failure_id, owner))
+    except sqlite3.OperationalError as exc:
+        if not is_locked(exc):
+            raise

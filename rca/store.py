@@ -86,8 +86,7 @@ def connect(db: str | Path = DEFAULT_DB) -> sqlite3.Connection:
 
 
 def _locked_or_readonly(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text or "readonly" in text
+    return is_locked(exc) or "readonly" in str(exc)
 
 
 class _RolledBack(Exception):
@@ -150,6 +149,9 @@ def record_locator(conn: sqlite3.Connection, failure_id: int, found: FailureRow)
                          (*(values[c] for c in LOCATOR_COLUMNS), failure_id))
     except sqlite3.IntegrityError:
         pass  # another row already holds this locator (a duplicate row): found again next time
+    except sqlite3.OperationalError as exc:
+        if not is_locked(exc):
+            raise  # locked: recorded by a later run, which finds the trace again
 
 
 def mark_processed(conn: sqlite3.Connection, run_id: str) -> None:
@@ -219,6 +221,36 @@ def record_analysis(conn: sqlite3.Connection, record: AnalysisRecord) -> int:
                 (record.category, record.analysis, analysis_id, record.failure_id),
             )
     return analysis_id
+
+
+def unsaved_path(db: str | Path) -> Path:
+    """Where answers that could not be written to the cache are kept until the next run writes them."""
+    return Path(f"{db}.unsaved.jsonl")
+
+
+def keep_unsaved(db: str | Path, records: Iterable[AnalysisRecord]) -> Path:
+    """Append answers the cache refused (another process held its write lock too long) to the side file."""
+    path = unsaved_path(db)
+    with path.open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records)
+    return path
+
+
+def import_unsaved(conn: sqlite3.Connection, db: str | Path) -> int:
+    """Write the answers a previous run had to keep aside; the side file goes once all are in."""
+    path = unsaved_path(db)
+    if not path.is_file():
+        return 0
+    records = [AnalysisRecord(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    for record in records:
+        record_analysis(conn, record)
+    path.unlink()
+    return len(records)
+
+
+def is_locked(exc: sqlite3.OperationalError) -> bool:
+    """Another process held the write lock past the busy timeout: worth trying again later."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def cached_analysis(
