@@ -268,15 +268,14 @@ def _prepared(db: Path) -> tuple[list[tuple[str, Any]], Any]:
     from rca.prompt import user_prompt
     from rca.render import render_trace
     from rca.schema import resolve_taxonomy
-    from rca.traces import load_trace
+    from rca.traces import load_transcript
 
     tax = resolve_taxonomy(None)
     config = generation_config(MODEL, tax)
     out = []
     for _, row in load_failures(db).iterrows():
-        rendered = render_trace(load_trace(row.to_dict()), budget_tokens=TRACE_BUDGET_TOKENS)
-        prompt = user_prompt(benchmark_name=str(row["benchmark_name"]), suite=row.get("suite"),
-                             error_text=row.get("raw_error"), rendered=rendered)
+        transcript = load_transcript(row.to_dict())
+        prompt = user_prompt(transcript, render_trace(transcript, budget_tokens=TRACE_BUDGET_TOKENS))
         out.append((prompt, tax))
     return out, config
 
