@@ -20,6 +20,7 @@ from rca.ingest import ingest_runs
 from rca.migrations import MIGRATIONS, apply_migrations
 from rca.store import connect, load_failures
 from rca.traces import TraceNotFound, load_transcript
+from tests.test_store import HARNESS_SCHEMA  # the CREATE TABLE statements of shared/docs/harness-format.md
 
 DATA = Path(__file__).resolve().parent / "data"
 OLD_CACHE = DATA / "cache_rca_0_1_0.db"
@@ -126,15 +127,6 @@ def test_previous_release_cache_keeps_every_row_and_analysis(tmp_path: Path, run
 
 # -- a cache made by the harness's regex pass -----------------------------------------------
 
-HARNESS_SCHEMA = """
-CREATE TABLE failures (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, timestamp TEXT,
-  benchmark_name TEXT, suite TEXT, generator TEXT, attempt_number INTEGER,
-  error_type TEXT,      -- JSON list of regex tags, e.g. ["Import Error", "Runtime Error"]
-  raw_error TEXT,       -- the attempt's error message or validation_error
-  explanation TEXT);    -- raw_error cut to 300 characters
-CREATE TABLE processed_runs (run_id TEXT PRIMARY KEY);
-"""
 HARNESS_ROWS = [
     ("2025-12-01_10-00-00", "2025-12-01T10:03:11", "01: A minimal LlmAgent.", "fix_errors", "adk_workflow", 1,
      '["Import Error"]', "ModuleNotFoundError: No module named 'google.adk.agent'", "ModuleNotFoundError: No module",
