@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from rca.redact import add_secrets
 from rca.scheduler import DEFAULT_WINDOW_S, Ask, KeyBudget, KeyLimits, QuotaHint, Spend, plan
 
 KEY_ENV_VARS = ("GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -86,6 +87,12 @@ class _Waiter:
     estimate: float  # our own estimate, before the learned correction
 
 
+def split_keys(value: str) -> list[str]:
+    """The keys in one variable, each once: separated by commas, spaces or newlines, so a file of
+    keys works as `GEMINI_API_KEYS="$(cat keys.txt)"` (a newline kept in a key would fail every call)."""
+    return list(dict.fromkeys(value.replace(",", " ").split()))
+
+
 class KeyPool:
     """Sends a call on a key only when that key's request and token budgets allow it.
 
@@ -110,13 +117,18 @@ class KeyPool:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> KeyPool | None:
-        """The pool from the first key variable that is set (None when none is), with RCA_KEY_LIMITS."""
+        """The pool from the first key variable that is set (None when none is), with RCA_KEY_LIMITS.
+
+        Every key in any of the variables, used or not, is registered with rca.redact, so that
+        redact() takes it out of whatever a trace or an error echoes back.
+        """
         env = os.environ if env is None else env
-        for name in KEY_ENV_VARS:
-            value = env.get(name, "").strip()
-            if value:
+        found = [split_keys(env.get(name, "")) for name in KEY_ENV_VARS]
+        add_secrets(key for keys in found for key in keys)
+        for keys in found:
+            if keys:
                 options.setdefault("limits", KeyLimits.from_env(env))
-                return cls(value.split(","), **options)
+                return cls(keys, **options)
         return None
 
     def __len__(self) -> int:

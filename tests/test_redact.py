@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +18,33 @@ SECRETS = {
         "sk-proj-AbC123_def-456GhiJklMnoPqrStuVwxYz0987",
         "sk-ant-api03-Zyx9876_wvu-5432TsrQpo1nmLkJiH-gfeDCBA",
     ],
+    "aws_access_key_id": ["AKIAIOSFODNN7EXAMPLE", "ASIAY34FZKBOKMUTVV7A"],
+    "github_token": [
+        "ghp_T3stT0kenF0rRcaRedact1onOnly0123abcd",
+        "gho_3stT0kenF0rRcaRedact1onOnly0123abcde",
+        "ghu_stT0kenF0rRcaRedact1onOnly0123abcdef",
+        "ghs_tT0kenF0rRcaRedact1onOnly0123abcdefg",
+        "ghr_T0kenF0rRcaRedact1onOnly0123abcdefgh",
+        "github_pat_11ABCDEFGH0123456789ab_T3stT0kenF0rRcaRedact1onOnly0123abcdefghijklmnopqrstuvwxyz9",
+    ],
+    "slack_token": [
+        "xoxb-1234567890-1234567890123-T3stT0kenF0rRcaOnly01",
+        "xoxp-1234567890-1234567890-1234567890123-0123456789abcdef0123456789abcdef",
+        "xoxa-2-1234567890-T3stT0kenF0rRca",
+        "xoxr-1234567890-T3stT0kenF0rRca",
+        "xoxs-1234567890-1234567890-T3stT0ken",
+    ],
+    "jwt": ["eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"],
+    "stripe_key": [
+        "sk_live_T3stT0kenF0rRcaRedact1on",
+        "sk_test_0kenF0rRcaRedact1onOnly0",
+        "rk_live_kenF0rRcaRedact1onOnly01",
+        "pk_live_enF0rRcaRedact1onOnly012",
+    ],
+    "huggingface_token": ["hf_T3stT0kenF0rRcaRedact1onOnly0123ab"],
+    "npm_token": ["npm_T3stT0kenF0rRcaRedact1onOnly0123abcd"],
+    "google_oauth_client_secret": ["GOCSPX-T3stT0kenF0rRcaRedact1onOnly"],
+    "google_oauth_token": ["ya29.a0AfH6SMBxT3stT0kenF0rRcaRedact1onOnly-_0123"],
 }
 
 
@@ -29,6 +58,14 @@ def test_key_is_replaced_by_its_marker_and_context_is_kept(kind: str, secret: st
 
 
 @pytest.mark.parametrize(
+    ("kind", "secret"), [(kind, s) for kind, values in SECRETS.items() for s in values]
+)
+def test_key_at_the_start_of_a_line_inside_a_json_string(kind: str, secret: str) -> None:
+    text = json.dumps({"output": f"first line\n{secret}\n\tGITHUB_TOKEN={secret}"})
+    assert redact(text) == json.dumps({"output": f"first line\n{marker(kind)}\n\tGITHUB_TOKEN={marker(kind)}"})
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("Authorization: Bearer abc.DEF-123\nHost: x", "Authorization: [REDACTED:authorization]\nHost: x"),
@@ -38,10 +75,67 @@ def test_key_is_replaced_by_its_marker_and_context_is_kept(kind: str, secret: st
         ('{"x-goog-api-key": "opaque-value"}', '{"x-goog-api-key": "[REDACTED:authorization]"}'),
         ('"{\\"X-Api-Key\\": \\"v a l\\"}"', '"{\\"X-Api-Key\\": \\"[REDACTED:authorization]\\"}"'),
         ("Proxy-Authorization=abc123 rest", "Proxy-Authorization=[REDACTED:authorization] rest"),
+        ("api-key: 0123abcdef\nHost: x", "api-key: [REDACTED:authorization]\nHost: x"),
+        ("X-Forwarded-Authorization: opaque", "X-Forwarded-Authorization: [REDACTED:authorization]"),
     ],
 )
 def test_auth_header_values_in_header_json_and_repr_form(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Cookie: sid=abc123; theme=dark\r\nHost: x", "Cookie: [REDACTED:cookie]\r\nHost: x"),
+        ("Set-Cookie: sid=abc; Path=/; HttpOnly\nnext", "Set-Cookie: [REDACTED:cookie]\nnext"),
+        ('{"Cookie": "sid=abc; b=2", "x": 1}', '{"Cookie": "[REDACTED:cookie]", "x": 1}'),
+        ("{'set-cookie': 'sid=abc'}", "{'set-cookie': '[REDACTED:cookie]'}"),
+        ("GET / HTTP/1.1\\r\\nCookie: sid=abc\\r\\nHost: x", "GET / HTTP/1.1\\r\\nCookie: [REDACTED:cookie]\\r\\nHost: x"),
+    ],
+)
+def test_cookie_headers(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # AWS: the secret access key beside its id, in a credentials file, an env dump and `aws sts` JSON
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+         "aws_secret_access_key = [REDACTED:aws_secret_access_key]\n"),
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY rest",
+         "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_access_key] rest"),
+        ('{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}',
+         '{"SecretAccessKey": "[REDACTED:aws_secret_access_key]"}'),
+        # env-style assignments: any *_PASSWORD / *_SECRET / *_TOKEN / *_API_KEY
+        ("DB_PASSWORD=hunter2! next", "DB_PASSWORD=[REDACTED:password] next"),
+        ("export GITHUB_TOKEN=opaque123\n", "export GITHUB_TOKEN=[REDACTED:token]\n"),
+        ("WEBHOOK_SECRET=whsec_abc", "WEBHOOK_SECRET=[REDACTED:secret]"),
+        ("OPENWEATHER_API_KEY=0123abcd", "OPENWEATHER_API_KEY=[REDACTED:api_key]"),
+        ("DJANGO_SECRET_KEY='django-insecure-x'", "DJANGO_SECRET_KEY='[REDACTED:secret]'"),
+        ("  REDIS_PASSWORD: s3cret\n", "  REDIS_PASSWORD: [REDACTED:password]\n"),
+        ('db_password = "hunter2"', 'db_password = "[REDACTED:password]"'),
+        # JSON and dict forms
+        ('{"password": "hunter2", "user": "bob"}', '{"password": "[REDACTED:password]", "user": "bob"}'),
+        ('{"api_key": "abc123"}', '{"api_key": "[REDACTED:api_key]"}'),
+        ("{'secret': 's3cr3t'}", "{'secret': '[REDACTED:secret]'}"),
+        ('{"token": "abc.def"}', '{"token": "[REDACTED:token]"}'),
+        ('{"client_secret": "opaque", "accessToken": "t0k"}',
+         '{"client_secret": "[REDACTED:secret]", "accessToken": "[REDACTED:token]"}'),
+        ('"{\\"password\\": \\"hunter2\\"}"', '"{\\"password\\": \\"[REDACTED:password]\\"}"'),
+        # İ lowercases to two characters: the names are still found and the text around kept
+        ("İ İ DB_PASSWORD=hunter2 İ", "İ İ DB_PASSWORD=[REDACTED:password] İ"),
+        # a known kind inside a named value keeps its own, more telling marker
+        ('{"token": "ghp_T3stT0kenF0rRcaRedact1onOnly0123abcd"}', '{"token": "[REDACTED:github_token]"}'),
+    ],
+)
+def test_named_secret_values(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_slack_webhook_keeps_its_host() -> None:
+    text = "POST https://hooks.slack.com/services/T0000FAKE/B0000FAKE/XXXXfakeXXXXfakeXXXXfake done"
+    assert redact(text) == f"POST https://hooks.slack.com/services/{marker('slack_webhook')} done"
 
 
 def test_bearer_token_outside_a_header() -> None:
@@ -79,6 +173,9 @@ def test_public_key_and_certificate_are_kept() -> None:
         ("postgres://bob:hunter2@db:5432/app", "postgres://bob:[REDACTED:url_password]@db:5432/app"),
         ("git clone https://tok:x-oauth-7@github.com/a/b", "git clone https://tok:[REDACTED:url_password]@github.com/a/b"),
         ("redis://:s3cret@cache:6379", "redis://:[REDACTED:url_password]@cache:6379"),
+        ("postgres://user:p@ss@host/db", "postgres://user:[REDACTED:url_password]@host/db"),
+        ("mysql://root:a@b:c@@db:3306 and mail@x.org", "mysql://root:[REDACTED:url_password]@db:3306 and mail@x.org"),
+        ('{"url": "amqp://u:p@w@mq/"}', '{"url": "amqp://u:[REDACTED:url_password]@mq/"}'),
     ],
 )
 def test_password_in_url_keeps_user_and_host(text: str, expected: str) -> None:
@@ -95,6 +192,15 @@ def test_password_in_url_keeps_user_and_host(text: str, expected: str) -> None:
         "AIza is a prefix; AIzaShort",
         "def f(api_key=None): return 'sk-' + api_key",
         "",
+        "password_field = forms.CharField()",
+        '{"token_count": 123, "tokens": 50, "token": null, "token_type": "bearer", "secret_name": "prod"}',
+        "tokens: 50\nmax_tokens=1024\nMAX_TOKENS=4096\nmax_token=5",
+        "password = request.form['password']; token = get_token(); api_key=api_key",
+        "API_TOKEN = os.environ['API_TOKEN']\nif DB_PASSWORD == other: pass\nif API_TOKEN:\n    go()",
+        "{'password': ''} and DB_PASSWORD= and password: str",
+        "def test_sk_test_mode(): hf_hub_download(npm_config_cache, ghp_short)",
+        "Asia and AKIA alone; xoxo hugs; the set_cookie helper; Cookies: none; eyJ alone",
+        "https://hooks.slack.com/ is Slack's webhook host",
     ],
 )
 def test_ordinary_text_is_not_mangled(text: str) -> None:
@@ -110,7 +216,9 @@ def test_secrets_inside_large_text() -> None:
 
 _SECRET = st.sampled_from([v for values in SECRETS.values() for v in values]
                           + ["Bearer ya29.a0AfH6SMBx-T0k3n", "Authorization: Basic dXNlcjpwYXNz",
-                             "https://me:p4ssw0rd@host/x", "-----BEGIN PRIVATE KEY-----\nMIIEow3nT35t\n-----END PRIVATE KEY-----"])
+                             "https://me:p4ssw0rd@host/x", "-----BEGIN PRIVATE KEY-----\nMIIEow3nT35t\n-----END PRIVATE KEY-----",
+                             "Cookie: sid=c00k1eVal", "DB_PASSWORD=pa55Word", '{"client_secret": "cl1entS3cret"}',
+                             "postgres://u:p@ss@h0st/db"])
 _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)
 
 
@@ -119,9 +227,15 @@ _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)
 def test_property_secret_never_survives(before: str, secret: str, after: str) -> None:
     out = redact(f"{before} {secret} {after}")
     for piece in ("3xampleKeyForTestsOnly", "AbC123_def", "Zyx9876", "mPl3K3yF0", "ya29.a0AfH6SMBx", "dXNlcjpwYXNz",
-                  "p4ssw0rd", "MIIEow3nT35t"):
+                  "p4ssw0rd", "MIIEow3nT35t", "c00k1eVal", "pa55Word", "cl1entS3cret", "p@ss@"):
         if piece in secret:
             assert piece not in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=_TEXT, secret=st.sampled_from([v for values in SECRETS.values() for v in values]), after=_TEXT)
+def test_property_every_token_kind_is_removed_from_any_surroundings(before: str, secret: str, after: str) -> None:
+    assert secret not in redact(f"{before} {secret} {after}")
 
 
 @settings(max_examples=100, deadline=None)
@@ -132,9 +246,10 @@ def test_property_idempotent(text: str) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(text=st.text(alphabet="abcdefghij XYZ0123456789.,;:-_/\n'\"{}", max_size=400))
+@given(text=st.text(alphabet="abcdefgij XYZ0123456789.,;:-_/\n'\"{}", max_size=400))
 def test_property_text_without_triggers_is_unchanged(text: str) -> None:
-    # no "AIza", "sk-", "bearer", "://", header names or PEM headers can be formed from this alphabet
+    # no prefix of a known kind ("AIza", "sk-", "hf_", ...), "bearer", "://", header or secret names or PEM
+    # headers can be formed from this alphabet
     assert redact(text) == text
 
 
