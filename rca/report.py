@@ -25,6 +25,7 @@ from rca.charts import analyzed, baseline_disagreements, category_order
 from rca.errors import ParameterError
 from rca.ingest import ingest_runs
 from rca.options import OPTION, number
+from rca.redact import redact
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
 from rca.store import load_failures
@@ -170,9 +171,9 @@ def overview(df: pd.DataFrame) -> Styler:
     if session:
         text = (f"{session['rows']} rows sent to {session['model']}: {session['from_cache']} from cache, "
                 f"{session['errors']} errors")
-        rows["This run"] = text + (f" (first: {session['first_error']})" if session.get("first_error") else "")
+        rows["This run"] = text + (f" (first: {redact(str(session['first_error']))})" if session.get("first_error") else "")
     if df.attrs.get("rca_ingest"):
-        rows["Ingest"] = str(df.attrs["rca_ingest"]).splitlines()[0]
+        rows["Ingest"] = redact(str(df.attrs["rca_ingest"]).splitlines()[0])
     frame = pd.DataFrame({"value": rows})
     return frame.style.set_properties(**{"text-align": "left", "white-space": "normal"})
 
@@ -188,8 +189,11 @@ _TABLE_CSS = """<style>
 
 
 def table(frame: pd.DataFrame, *, title: str | None = None) -> HTML:
-    """A frame as a wrapped, left-aligned HTML table (long explanations stay readable)."""
-    head = f"<h4>{html.escape(title)}</h4>" if title else ""
+    """A frame as a wrapped, left-aligned HTML table (long explanations stay readable).
+
+    Every text in it is redacted: its cells hold benchmark names, errors and answers quoting traces."""
+    head = f"<h4>{html.escape(redact(title))}</h4>" if title else ""
+    frame = frame.map(lambda v: redact(v) if isinstance(v, str) else v)
     body = frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda x: f"{x:.2f}") if len(frame) else "<p><i>none</i></p>"
     return HTML(f'{_TABLE_CSS}<div class="rca-table">{head}{body}</div>')
 
@@ -269,7 +273,7 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
     try:
         rendered = render_trace(load_transcript(row, runs_dir=runs_dir), budget_tokens=budget_tokens)
     except (TraceNotFound, OSError) as exc:
-        return HTML(f"<p><b>trace not readable:</b> {html.escape(str(exc))}</p>")
+        return HTML(f"<p><b>trace not readable:</b> {html.escape(redact(str(exc)))}</p>")
     step = row.get("root_cause_step")
     step = None if step is None or step != step else int(step)
     evidence = row.get("evidence") if isinstance(row.get("evidence"), list) else []
@@ -285,7 +289,7 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
             style, tag = "background:#e8f1fb;border-left:4px solid #7fa7d9;", "  ◀ evidence"
         else:
             style, tag = "border-left:4px solid transparent;", ""
-        out.append(f'<div{extra} style="{style}padding:2px 6px;">{html.escape(text)}<b>{tag}</b></div>')
+        out.append(f'<div{extra} style="{style}padding:2px 6px;">{html.escape(redact(text))}<b>{tag}</b></div>')
     facts = {"Run": row.get("run_id"), "Suite · generator": f"{row.get('suite')} · {row.get('generator')}",
              "Attempt": _step(row.get("attempt_number")).strip("[]"), "Root cause": row.get("category"),
              "Confidence": row.get("confidence"), "Explanation": row.get("root_cause_explanation"),
