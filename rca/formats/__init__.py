@@ -21,6 +21,7 @@ from rca.transcript import Transcript
 # name -> module; modules load on first use, so a heavy reader costs nothing until needed.
 FORMATS: dict[str, str] = {
     "harness": "rca.formats.harness",
+    "multiagent": "rca.formats.multiagent",
 }
 DEFAULT_FORMAT = "harness"  # rows written before formats existed came from the harness
 
