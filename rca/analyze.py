@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
 import sqlite3
 import sys
 from dataclasses import asdict, dataclass
@@ -23,9 +22,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
-from rca.backends.gemini import DEFAULT_MODEL, GeminiBackend
-from rca.backends.heuristic import HeuristicBackend, require_default_categories
-from rca.keys import AllKeysDead, KeyPool, format_summary
+from rca.backends.registry import choose_backend
+from rca.errors import AllKeysDead, ParameterError
+from rca.keys import KeyPool, format_summary
 from rca.pricing import estimate_cost
 from rca.prompt import PROMPT_VERSION, system_instruction
 from rca.render import estimate_tokens, render_trace
@@ -59,30 +58,13 @@ class _Prepared:
     est_cost: float
 
 
-def choose_backend(backend: str, model: str | None, *, announce: bool = True) -> Backend:
-    """The backend a call asked for; "auto" is Gemini when a key is set, else the heuristic."""
-    if backend not in ("auto", "gemini", "heuristic"):
-        raise ValueError(f"unknown backend {backend!r}: use 'auto', 'gemini' or 'heuristic'")
-    keys = KeyPool.from_env() if backend != "heuristic" else None
-    if backend == "gemini" and keys is None:
-        raise ValueError("backend='gemini' needs an API key: set GEMINI_API_KEY (or GEMINI_API_KEYS for several)")
-    if keys is None:
-        if announce:
-            print("rca: no Gemini API key set (GEMINI_API_KEY); using the offline heuristic analyzer", file=sys.stderr)
-        return HeuristicBackend()
-    chosen = model or os.environ.get("RCA_MODEL") or DEFAULT_MODEL
-    if announce and backend == "auto":
-        print(f"rca: analyzing with Gemini {chosen} ({len(keys)} key{'s' * (len(keys) > 1)})", file=sys.stderr)
-    return GeminiBackend(chosen, keys)
-
-
 def analyze_failures(
     df: pd.DataFrame,
     *,
     db: str | Path | None = None,
     model: str | None = None,
     backend: str | Backend = "auto",
-    taxonomy: Taxonomy | str | Path | None = None,
+    taxonomy: Taxonomy | str | Path | None = "default",
     concurrency: int = 8,
     force: bool = False,
     dry_run: bool = False,
@@ -113,7 +95,7 @@ async def analyze_failures_async(
     db: str | Path | None = None,
     model: str | None = None,
     backend: str | Backend = "auto",
-    taxonomy: Taxonomy | str | Path | None = None,
+    taxonomy: Taxonomy | str | Path | None = "default",
     concurrency: int = 8,
     force: bool = False,
     dry_run: bool = False,
@@ -123,14 +105,15 @@ async def analyze_failures_async(
 ) -> pd.DataFrame:
     """analyze_failures for `await`."""
     if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        raise ParameterError(f"concurrency must be >= 1, got {concurrency}")
     missing = {"id", "benchmark_name", "run_id"} - set(df.columns)
     if missing:
         raise ValueError(f"df lacks columns {sorted(missing)}: pass rows of rca.load_failures(...)")
     tax = resolve_taxonomy(taxonomy)
     engine = choose_backend(backend, model, announce=progress) if isinstance(backend, str) else backend
-    if isinstance(engine, HeuristicBackend):
-        require_default_categories(tax)  # a setup error: say so before any row, not once per row
+    check_taxonomy = getattr(engine, "check_taxonomy", None)  # optional Backend hook
+    if check_taxonomy is not None:
+        check_taxonomy(tax)  # a setup error: say so before any row, not once per row
     db_path = Path(db or df.attrs.get("rca_db") or DEFAULT_DB)
     if not db_path.is_file():
         raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")
@@ -250,14 +233,15 @@ class _Runner:
             self._tick()
 
     async def _check_model(self) -> None:
-        """Before the first call (never when every row is cached): does the API know the model?"""
-        if self._model_checked or not isinstance(self.engine, GeminiBackend):
+        """Before the first call (never when every row is cached): the backend's optional check_model hook."""
+        check_model = getattr(self.engine, "check_model", None)
+        if self._model_checked or check_model is None:
             return
         async with self._check_lock:
             if self._model_checked:
                 return
             try:
-                await self.engine.check_model()
+                await check_model()
             except Exception as exc:  # an unknown model or no live key: the batch's error, raised after
                 self.setup_error, self.fatal = exc, str(exc)
             self._model_checked = True

@@ -1,8 +1,9 @@
 """The `rca` command: demo data, ingest, analyze, report, or all of it in one `rca run`.
 
-Exit codes, for scripts: 0 done; 1 a step failed (a notebook cell, the analyzer, a bug);
-2 bad usage or input (a missing folder, an unknown suite, a wrong parameter). Errors are one
-line on stderr; set RCA_DEBUG=1 to get the traceback of an unexpected one.
+Exit codes, for scripts: 0 done; 1 a step failed (an AnalysisError: a notebook cell, the
+analyzer; or a bug); 2 bad usage or input (an InputError: a missing folder, an unknown suite,
+a wrong parameter). Errors are one line on stderr; set RCA_DEBUG=1 to get the traceback of
+an unexpected one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from rca.errors import AnalysisError, InputError, ParameterError
+from rca.options import OPTION, OPTIONS, Option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_DB = "analysis_cache.db"
@@ -34,10 +38,6 @@ step by step:
 Gemini is used when GEMINI_API_KEY (or GEMINI_API_KEYS) is set; otherwise an offline analyzer."""
 
 
-class UsageError(Exception):
-    """Bad input from the command line: exit 2 with this message."""
-
-
 def _value(text: str) -> Any:
     """A -p value as papermill reads one, plus JSON lists/objects: 3, 0.5, true, None, [a, b]."""
     lowered = text.strip().lower()
@@ -54,7 +54,7 @@ def _value(text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"-p value {text!r} is not valid JSON: {exc}") from None
+            raise ParameterError(f"-p value {text!r} is not valid JSON: {exc}") from None
     return text
 
 
@@ -69,7 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     target = Path(args.dir)
     if target.is_dir() and any(target.iterdir()) and not args.force:
-        raise UsageError(f"{target} is not empty: choose another folder, or pass --force to write the demo runs into it")
+        raise InputError(f"{target} is not empty: choose another folder, or pass --force to write the demo runs into it")
     written = make_demo(target, seed=args.seed)
     print(f"wrote {len(written)} demo runs to {target}:")
     for path in written:
@@ -83,36 +83,33 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     runs = Path(args.runs_dir)
     if not runs.is_dir():
-        raise UsageError(f"no runs folder at {runs}: pass the folder holding <run_id>/trace.jsonl (or `rca demo {runs}`)")
+        raise InputError(f"no runs folder at {runs}: pass the folder holding <run_id>/trace.jsonl (or `rca demo {runs}`)")
     print(ingest_runs(runs, args.db))
     return EXIT_OK
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from rca.analyze import analyze_failures
-    from rca.keys import AllKeysDead
     from rca.report import check_filters
     from rca.schema import resolve_taxonomy
     from rca.store import load_failures
 
     if not Path(args.db).is_file():
-        raise UsageError(f"no cache at {args.db}: run `rca ingest RUNS_DIR --db {args.db}` first")
+        raise InputError(f"no cache at {args.db}: run `rca ingest RUNS_DIR --db {args.db}` first")
     if args.limit is not None and args.limit < 0:
-        raise UsageError(f"--limit must be >= 0, got {args.limit}")
-    resolve_taxonomy(args.taxonomy)  # a wrong name or file fails before anything is read
+        raise ParameterError(f"--limit must be >= 0, got {args.limit}")
+    try:  # a wrong name or file fails before anything is read
+        resolve_taxonomy(args.taxonomy)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ParameterError(str(exc)) from None
     filters = {"run_ids": args.run_id or [], "suites": args.suite or [], "generators": args.generator or []}
     check_filters(args.db, **filters)
     df = load_failures(args.db, **filters, only_unanalyzed=args.only_unanalyzed, limit=args.limit)
     if df.empty:
         print("nothing to analyze: no failed attempts match")
         return EXIT_OK
-    try:
-        out = analyze_failures(df, db=args.db, model=args.model, backend=args.backend, taxonomy=args.taxonomy,
-                               concurrency=args.concurrency, force=args.force, dry_run=args.dry_run,
-                               budget_usd=args.budget_usd, progress=sys.stderr.isatty(), runs_dir=args.runs_dir)
-    except AllKeysDead as exc:
-        print(f"rca analyze: stopped: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    options = {option.name: getattr(args, option.name) for option in OPTIONS}
+    out = analyze_failures(df, db=args.db, **options, progress=sys.stderr.isatty())
     if args.dry_run:  # analyze_failures has printed the estimate
         return EXIT_OK
     _print_categories(out, "failed attempts")
@@ -131,7 +128,8 @@ def _print_categories(df: Any, what: str) -> None:
 
 
 def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argparse.Namespace) -> int:
-    from rca.notebook import ReportCellError, execute_report
+    from rca.errors import ReportCellError
+    from rca.notebook import execute_report
 
     try:
         files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,
@@ -139,7 +137,7 @@ def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argpar
     except ReportCellError as exc:
         print(f"rca {args.command}: {exc}", file=sys.stderr)
         print(f"rca {args.command}: the partly executed notebook is in {exc.files.notebook} ({exc.files.html})", file=sys.stderr)
-        return EXIT_USAGE if exc.ename == "ParameterError" else EXIT_FAILED
+        return EXIT_USAGE if exc.bad_input else EXIT_FAILED
     print(f"report:   {files.html}")
     print(f"notebook: {files.notebook}")
     return EXIT_OK
@@ -147,7 +145,7 @@ def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argpar
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.runs_dir is None and not Path(args.db).is_file():
-        raise UsageError(f"no cache at {args.db}: pass --runs-dir to ingest runs first, or --db an existing analysis_cache.db")
+        raise InputError(f"no cache at {args.db}: pass --runs-dir to ingest runs first, or --db an existing analysis_cache.db")
     return _execute(args.db, args.runs_dir, _params(args.param), args)
 
 
@@ -162,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.demo:
         print(f"using the runs already in {runs}")
     elif not runs.is_dir():
-        raise UsageError(f"no runs folder at {runs}: pass --demo to write demo runs there first, or --runs-dir DIR")
+        raise InputError(f"no runs folder at {runs}: pass --demo to write demo runs there first, or --runs-dir DIR")
     params = {"analyze": True, **_params(args.param)}
     if params["analyze"]:
         print(f"analyzer: {_analyzer_label(params)}")
@@ -176,10 +174,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _analyzer_label(params: dict[str, Any]) -> str:
     """Which analyzer the notebook will use, said once in the terminal as well as in the report."""
-    from rca.analyze import choose_backend
+    from rca.backends.registry import choose_backend
 
-    engine = choose_backend(str(params.get("backend") or "auto"), params.get("model"), announce=False)
-    if engine.model == "heuristic":
+    backend, model = (params.get(name, OPTION[name].default) for name in ("backend", "model"))
+    engine = choose_backend(str(backend), model, announce=False)
+    if engine.name == "heuristic":
         return "offline rule-based (no GEMINI_API_KEY set; set one to analyze with Gemini)"
     return f"Gemini {engine.model}"
 
@@ -192,6 +191,28 @@ def _report_options(p: argparse.ArgumentParser) -> None:
                         "(lists as JSON: -p suites '[\"a\", \"b\"]')")
     p.add_argument("--output-dir", default=DEFAULT_REPORTS, help=f"where the .ipynb and .html go (default: {DEFAULT_REPORTS}/)")
     p.add_argument("--notebook", type=Path, help="a notebook file to execute instead of rca's report notebook")
+
+
+def _add_option(p: argparse.ArgumentParser, option: Option) -> None:
+    """One of rca.options' analysis options as a flag: --name-with-dashes, its default, help and checks."""
+    flag = "--" + option.name.replace("_", "-")
+    if option.kind is bool:
+        p.add_argument(flag, action="store_true", help=option.help)
+        return
+    shown = f" (default: {option.default})" if option.default is not None else ""
+    p.add_argument(flag, default=option.default, choices=option.choices or None, help=option.help + shown,
+                   type=_checked(option) if option.minimum is not None else None,
+                   metavar=None if option.choices else option.name.rpartition("_")[2].upper())
+
+
+def _checked(option: Option) -> Callable[[str], Any]:
+    """An argparse type: the option's own check, so a bad value is a usage error naming the flag."""
+    def convert(text: str) -> Any:
+        try:
+            return option.check(text)
+        except ParameterError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,15 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", action="append", metavar="NAME", help="only this generator (repeatable)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N failed attempts")
     p.add_argument("--only-unanalyzed", action="store_true", help="skip rows that already have a root cause")
-    p.add_argument("--backend", choices=("auto", "gemini", "heuristic"), default="auto",
-                   help="auto: Gemini when an API key is set, else the offline heuristic (default: auto)")
-    p.add_argument("--model", help="Gemini model (default: $RCA_MODEL or the built-in default)")
-    p.add_argument("--concurrency", type=int, default=8, help="Gemini calls in flight (default: 8)")
-    p.add_argument("--force", action="store_true", help="analyze again even when a cached answer exists")
-    p.add_argument("--dry-run", action="store_true", help="estimate tokens and cost; call nothing")
-    p.add_argument("--budget-usd", type=float, metavar="USD", help="stop calling Gemini once this much is spent")
-    p.add_argument("--taxonomy", default="default", help="built-in name or a .yaml/.json file (default: default)")
-    p.add_argument("--runs-dir", help="where to look for traces whose recorded path has moved")
+    for option in OPTIONS:
+        _add_option(p, option)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="execute the report notebook into .ipynb and standalone .html",
@@ -264,13 +278,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code (the console script exits with it)."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    from rca.report import ParameterError
-
     try:
         return func(args)
-    except (UsageError, ParameterError, FileNotFoundError, ValueError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         print(f"rca {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except AnalysisError as exc:
+        print(f"rca {args.command}: stopped: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"rca {args.command}: interrupted", file=sys.stderr)
         return 130

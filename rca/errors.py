@@ -16,6 +16,10 @@ Catch `rca.InputError` to tell a user's mistake from a failure of the analysis.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rca.notebook import ReportFiles
 
 
 class RcaError(Exception):
@@ -53,3 +57,23 @@ class UnknownModel(AnalysisError, ValueError):
 
 class AllKeysDead(AnalysisError):
     """Every API key is dead, retired for the day, or out of retries: the batch stops."""
+
+
+class ReportCellError(AnalysisError):
+    """A notebook cell failed; the partly executed notebook (and its HTML) were still written."""
+
+    def __init__(self, cell_index: int, exec_count: int | None, source: str, ename: str, evalue: str,
+                 files: ReportFiles) -> None:
+        self.cell_index, self.exec_count, self.ename, self.evalue, self.files = cell_index, exec_count, ename, evalue, files
+        self.first_line = next((line for line in source.splitlines() if line.strip()), "")
+        super().__init__(f"cell {cell_index} (In [{exec_count}]: {self.first_line!r}) failed: {ename}: {evalue}")
+
+    @property
+    def bad_input(self) -> bool:
+        """The cell raised one of rca's InputErrors (only its class name crosses the kernel boundary)."""
+        return self.ename in _names(InputError)
+
+
+def _names(cls: type) -> set[str]:
+    """The names of cls and all its subclasses."""
+    return {cls.__name__}.union(*(_names(sub) for sub in cls.__subclasses__()))

@@ -17,15 +17,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from rca.errors import AllKeysDead
 from rca.redact import add_secrets
 from rca.scheduler import DEFAULT_WINDOW_S, Ask, KeyBudget, KeyLimits, QuotaHint, Spend, plan
 
 KEY_ENV_VARS = ("GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 TOKEN_RATIO_BOUNDS = (0.5, 2.0)  # how far the server's token counts may correct our estimates
-
-
-class AllKeysDead(RuntimeError):
-    """No key can make another call in this run."""
 
 
 class Outcome(str, Enum):

@@ -9,6 +9,7 @@ The build is byte-stable: no outputs, no execution counts, cell ids derived from
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,9 @@ from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from rca.errors import ParameterError, ReportCellError
+from rca.options import OPTIONS, Option
 
 INTRO = """\
 # Root causes of failed benchmark runs
@@ -36,6 +40,19 @@ from rca import charts, report
 
 charts.use_offline_renderer()  # interactive charts that also work in the exported HTML, offline"""
 
+_NOTEBOOK_OPTIONS = [option for option in OPTIONS if option.notebook]
+
+
+def _literal(value: object) -> str:
+    """A default as Python source, strings in double quotes."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _option_line(option: Option) -> str:
+    choices = f" ({', '.join(option.choices)})" if option.choices else ""
+    return f"{option.name} = {_literal(option.default)}  # {option.help}{choices}"
+
+
 PARAMETERS = """\
 # Paths are relative to the kernel's working directory.
 db_path = "analysis_cache.db"  # the cache of failures and analyses
@@ -49,18 +66,12 @@ limit = None  # at most this many failed attempts, e.g. 20 for a quick look
 
 # Analysis of the rows not yet analyzed with this taxonomy.
 analyze = True
-backend = "auto"  # "auto": Gemini when GEMINI_API_KEY is set, else offline; "gemini"; "heuristic"
-model = None  # Gemini model; None: $RCA_MODEL or the default
-concurrency = 8  # Gemini calls in flight
-force = False  # analyze again rows that already have a root cause
-budget_usd = None  # stop calling Gemini once this much is spent
-taxonomy = "default"  # a built-in name, or a .yaml/.json file of categories"""
+""" + "\n".join(map(_option_line, _NOTEBOOK_OPTIONS))
 
-PREPARE = """\
+PREPARE = f"""\
 df = report.prepare(
-    db_path, runs_dir, run_ids=run_ids, suites=suites, generators=generators, limit=limit,
-    analyze=analyze, backend=backend, model=model, concurrency=concurrency, force=force,
-    budget_usd=budget_usd, taxonomy=taxonomy,
+    db_path, runs_dir, run_ids=run_ids, suites=suites, generators=generators, limit=limit, analyze=analyze,
+    {", ".join(f"{option.name}={option.name}" for option in _NOTEBOOK_OPTIONS)},
 )"""
 
 # (cell id, markdown, [(cell id, code), ...]) in notebook order; the ids keep the file byte-stable.
@@ -143,15 +154,6 @@ class ReportFiles:
     html: Path
 
 
-class ReportCellError(RuntimeError):
-    """A notebook cell failed; the partly executed notebook (and its HTML) were still written."""
-
-    def __init__(self, cell_index: int, exec_count: int | None, source: str, ename: str, evalue: str, files: ReportFiles):
-        self.cell_index, self.exec_count, self.ename, self.evalue, self.files = cell_index, exec_count, ename, evalue, files
-        self.first_line = next((line for line in source.splitlines() if line.strip()), "")
-        super().__init__(f"cell {cell_index} (In [{exec_count}]: {self.first_line!r}) failed: {ename}: {evalue}")
-
-
 def notebook_parameters(notebook: str | Path | None = None) -> list[str]:
     """Names in the `parameters` cell of a notebook file, or of rca's report notebook."""
     import papermill
@@ -225,8 +227,6 @@ def execute_report(
     known = notebook_parameters(notebook)
     unknown = sorted(set(values) - set(known))
     if unknown:
-        from rca.report import ParameterError
-
         raise ParameterError(f"unknown parameter {', '.join(unknown)}: the notebook takes {', '.join(known)}")
     import papermill
     from papermill.exceptions import PapermillExecutionError

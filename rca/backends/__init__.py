@@ -51,6 +51,17 @@ class AnalysisOutcome(BaseModel):
 
 
 class Backend(Protocol):
+    """What rca.analyze needs of a backend; registered by name in rca.backends.registry.
+
+    Two hooks are optional (rca.analyze calls them when a backend has them), so a backend
+    without a model or a taxonomy of its own implements neither:
+
+    - `check_taxonomy(taxonomy) -> None`: raise InputError when it cannot answer in this
+      taxonomy; called once, before any row.
+    - `async check_model() -> None`: raise UnknownModel when the API does not know the
+      model; called once, before the first uncached row.
+    """
+
     name: str
     model: str
 

@@ -10,6 +10,7 @@ one repair turn; a blocked, empty or truncated answer is recorded with its reaso
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
@@ -23,7 +24,8 @@ from google.genai import errors, types
 from pydantic import ValidationError
 
 from rca.backends import AnalysisOutcome, AnalysisRequest
-from rca.keys import AllKeysDead, KeySource, Lease, Outcome
+from rca.errors import AllKeysDead, ParameterError, UnknownModel
+from rca.keys import KeyPool, KeySource, Lease, Outcome
 from rca.pricing import call_cost
 from rca.prompt import repair_prompt, system_instruction
 from rca.render import estimate_tokens
@@ -40,10 +42,6 @@ MAX_OUTPUT_TOKENS = 4_096
 
 
 _sending: ContextVar[Lease | None] = ContextVar("rca_gemini_sending", default=None)
-
-
-class UnknownModel(ValueError):
-    """The API does not know the model: fails the whole call, before any row is sent."""
 
 
 @dataclass
@@ -93,6 +91,14 @@ def generation_config(model: str, taxonomy: Taxonomy) -> types.GenerateContentCo
         max_output_tokens=MAX_OUTPUT_TOKENS,
         **generation_settings(model),
     )
+
+
+def from_env(model: str | None = None) -> GeminiBackend:
+    """The registry's factory: keys from the environment; the model given, else $RCA_MODEL, else DEFAULT_MODEL."""
+    keys = KeyPool.from_env()
+    if keys is None:
+        raise ParameterError("backend='gemini' needs an API key: set GEMINI_API_KEY (or GEMINI_API_KEYS for several)")
+    return GeminiBackend(model or os.environ.get("RCA_MODEL") or DEFAULT_MODEL, keys)
 
 
 class GeminiBackend:

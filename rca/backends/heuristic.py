@@ -38,10 +38,11 @@ from pydantic import BaseModel
 
 from rca.backends import AnalysisOutcome, AnalysisRequest
 from rca.backends.trace_facts import HEAD, ToolResult, TraceFacts, read_facts
+from rca.errors import ParameterError
 from rca.redact import redact
 from rca.schema import DEFAULT_TAXONOMY, Taxonomy, answer_model
 
-__all__ = ["CATEGORIES", "HeuristicBackend", "diagnose", "require_default_categories"]
+__all__ = ["CATEGORIES", "HeuristicBackend", "diagnose", "from_env", "require_default_categories"]
 
 INFRA, SCHEMA, HALLU, STARVE, MISUSE, LOGIC = (
     "Infrastructure", "Schema Violation", "Hallucination", "Context Starvation", "Tool Misuse", "Logic Error")
@@ -372,9 +373,9 @@ _RULES = (_infra, _schema, _misuse_starved, _starved, _hallucination, _looping)
 
 
 def require_default_categories(taxonomy: Taxonomy) -> None:
-    """Raise ValueError unless the taxonomy holds the six default categories the rules map to."""
+    """Raise ParameterError unless the taxonomy holds the six default categories the rules map to."""
     if missing := [name for name in CATEGORIES if name not in taxonomy.names]:
-        raise ValueError(
+        raise ParameterError(
             f"the heuristic backend maps to the default categories {list(CATEGORIES)}, but taxonomy "
             f"{taxonomy.name!r} lacks {missing}; pass backend='gemini' for a custom taxonomy"
         )
@@ -412,6 +413,7 @@ class HeuristicBackend:
 
     name = "heuristic"
     model = "heuristic"
+    check_taxonomy = staticmethod(require_default_categories)  # Backend hook, before any row
 
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
         """One answer. A custom taxonomy raises (a setup error for every row); any other failure
@@ -424,3 +426,8 @@ class HeuristicBackend:
             return AnalysisOutcome(error=f"heuristic failed: {type(exc).__name__}: {exc}",
                                    latency_s=time.perf_counter() - started)
         return AnalysisOutcome(answer=answer, latency_s=time.perf_counter() - started)
+
+
+def from_env(model: str | None = None) -> HeuristicBackend:
+    """The registry's factory. The rules need no key and read no model, so `model` is not used."""
+    return HeuristicBackend()
