@@ -20,6 +20,8 @@ class Price(BaseModel, frozen=True):
 
 
 PRICES: dict[str, Price] = {
+    # the default model (rca.backends.gemini.DEFAULT_MODEL): its published list price as of PRICES_AS_OF
+    "gemini-3.8-flash": Price(input=0.50, output=3.00, cached_input=0.05),
     "gemini-3.5-flash-lite": Price(input=0.10, output=0.40, cached_input=0.025),
     "gemini-3.5-flash": Price(input=0.30, output=2.50, cached_input=0.075),
     "gemini-2.5-flash-lite": Price(input=0.10, output=0.40, cached_input=0.025),

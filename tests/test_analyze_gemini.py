@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from rca import analyze_failures, analyze_failures_async, ingest_runs, load_failures
-from rca.backends.gemini import UnknownModel
-from rca.keys import AllKeysDead
+from rca.backends.gemini import DEFAULT_MODEL, generation_settings
+from rca.errors import AllKeysDead, UnknownModel
+from rca.pricing import Price, price_of
 from rca.schema import DEFAULT_TAXONOMY, Category, Taxonomy
-from rca.testing import FakeGemini, Reply
+from rca.testing import DEFAULT_MODELS, FakeGemini, Reply
 from tests.conftest import attempt, event, result_event, write_run
 
 K1 = "AIzaSyA-test-key-one-000000000000000000"
@@ -61,11 +62,18 @@ def _run(db: Path, **kw) -> "pd.DataFrame":  # noqa: F821
     return analyze_failures(load_failures(db), backend="gemini", progress=False, **kw)
 
 
+def test_the_default_model_is_the_latest_flash_priced_and_set_up_as_gemini_3() -> None:
+    assert DEFAULT_MODEL == "gemini-3.8-flash" and DEFAULT_MODEL in DEFAULT_MODELS
+    assert price_of(DEFAULT_MODEL) == Price(input=0.50, output=3.00, cached_input=0.05)
+    settings = generation_settings(DEFAULT_MODEL)  # Gemini 3: default temperature, a thinking level
+    assert "temperature" not in settings and settings["thinking_config"].thinking_level is not None
+
+
 def test_each_row_gets_a_category_written_to_the_cache(db: Path, server: FakeGemini) -> None:
     out = _run(db)
     assert out.category.isin(DEFAULT_TAXONOMY.names).all() and out.analysis_error.isna().all()
     assert (out.input_tokens > 0).all() and (out.cost_usd > 0).all()
-    assert (out.model == "gemini-3.5-flash-lite").all()
+    assert (out.model == DEFAULT_MODEL).all()
     stored = load_failures(db)
     assert stored.llm_root_cause.tolist() == out.category.tolist()
     assert json.loads(stored.llm_analysis[0])["root_cause_category"] == out.category[0]
@@ -76,7 +84,7 @@ def test_each_row_gets_a_category_written_to_the_cache(db: Path, server: FakeGem
     assert "root_cause_category" in schema["properties"]
     user = body["contents"][0]["parts"][0]["text"]
     assert "<trace>" in user and "[2] tool_result" in user and "system_prompt" in user
-    assert _calls(server)[0].path.startswith("/v1/models/gemini-3.5-flash-lite")
+    assert _calls(server)[0].path.startswith(f"/v1/models/{DEFAULT_MODEL}")
 
 
 def test_rerun_makes_no_calls_unless_forced_or_inputs_change(db: Path, server: FakeGemini) -> None:

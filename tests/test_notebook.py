@@ -20,6 +20,7 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
+from rca.backends.gemini import DEFAULT_MODEL
 from rca.notebook import kernel_name
 from rca.testing import FakeGemini
 from tests.conftest import NOTEBOOK, REPO
@@ -169,9 +170,9 @@ def test_gemini_path_runs_in_the_kernel_against_the_fake_server(demo_report: dic
     nb = nbformat.read(out, as_version=4)
     sections = _sections(nb)
     load_text = "".join(o.get("text", "") for c in sections["0"] for o in c.outputs)
-    assert "analyzing with Gemini gemini-3.5-flash-lite" in load_text and "4 analyzed" in load_text
+    assert f"analyzing with Gemini {DEFAULT_MODEL}" in load_text and "4 analyzed" in load_text
     overview = "".join(o["data"]["text/html"] for c in sections["1"] for o in c.outputs if "data" in o)
-    assert "Model gemini-3.5-flash-lite" in overview and "4 rows" in overview
+    assert f"Model {DEFAULT_MODEL}" in overview and "4 rows" in overview
     assert _mimes(sections["2"]).count(PLOTLY) == 1
 
 

@@ -32,7 +32,7 @@ from rca.render import estimate_tokens
 from rca.scheduler import QuotaHint
 from rca.schema import Taxonomy, answer_json_schema, answer_model
 
-DEFAULT_MODEL = "gemini-3.5-flash-lite"
+DEFAULT_MODEL = "gemini-3.8-flash"  # the latest Flash tier
 TIMEOUT_S = 120.0
 MAX_TRANSIENT_RETRIES = 4
 MAX_KEY_SWITCHES = 32

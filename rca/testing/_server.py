@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from google import genai
 
 DEFAULT_MODELS: tuple[str, ...] = (
-    "gemini-3.5-flash-lite", "gemini-3.5-flash", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
+    "gemini-3.8-flash", "gemini-3.5-flash-lite", "gemini-3.5-flash",
+    "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
 )
 _ROUTE = re.compile(r"^/(?P<version>v1(?:alpha|beta)?)/models(?:/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?)?/?$")
 _GENERATE = ("generateContent", "streamGenerateContent")
