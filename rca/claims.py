@@ -1,7 +1,7 @@
 """Claims: a row being analyzed belongs to one process, so two batches never pay twice for it.
 
-A claim is a row in `claims` with its owner and an expiry; a process killed mid-call frees
-its rows when their claims expire. Answers written by the other process are then found in
+A claim is a row in `claims` with its owner (host, pid) and an expiry; the rows of a process
+killed mid-call are free at once on the same host, and elsewhere when their claims expire. Answers written by the other process are then found in
 the cache by the next run.
 """
 
@@ -41,13 +41,28 @@ def _claim(conn: sqlite3.Connection, failure_id: int, owner: str, ttl_s: float) 
     now = time.time()
     with transaction(conn):
         held = conn.execute("SELECT owner, expires_at FROM claims WHERE failure_id = ?", (failure_id,)).fetchone()
-        if held is not None and held["owner"] != owner and held["expires_at"] > now:
+        if held is not None and held["owner"] != owner and held["expires_at"] > now and _alive(held["owner"]):
             return str(held["owner"])
         conn.execute(
             "INSERT INTO claims (failure_id, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (failure_id) "
             "DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
             (failure_id, owner, now + ttl_s))
     return None
+
+
+def _alive(owner: str) -> bool:
+    """False for a claim of a process on this host that no longer runs (killed mid-batch)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's process: trust its expiry
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def release(conn: sqlite3.Connection, failure_id: int, owner: str) -> None:

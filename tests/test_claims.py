@@ -71,3 +71,16 @@ def test_two_processes_on_the_same_rows_pay_once_per_row(db: Path) -> None:
         calls = [r for r in server.requests if r.path.endswith(GENERATE)]
     assert len(calls) == 12
     assert rca.load_failures(db)["category"].notna().all()
+
+
+def test_a_claim_of_a_killed_process_on_this_host_is_taken_at_once(db: Path) -> None:
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    conn = connect(db)
+    assert claim(conn, 4, f"{socket.gethostname()}:{dead.pid}:gone") is None
+    assert claim(conn, 4, "me") is None  # its process is gone: no need to wait for the expiry
+    assert claim(conn, 5, f"{socket.gethostname()}:{os.getpid()}:alive") is None
+    assert claim(conn, 5, "me") == f"{socket.gethostname()}:{os.getpid()}:alive"
+    conn.close()
