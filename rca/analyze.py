@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
 from rca.backends.registry import choose_backend
+from rca.claims import claim, new_owner, release
 from rca.errors import AllKeysDead, ParameterError
 from rca.keys import KeyPool, format_summary
 from rca.pricing import estimate_cost
@@ -30,13 +31,16 @@ from rca.prompt import PROMPT_VERSION, system_instruction
 from rca.render import estimate_tokens, render_trace
 from rca.results import answer_columns, verify_evidence
 from rca.schema import Taxonomy, answer_to_json, category_of, resolve_taxonomy
-from rca.store import DEFAULT_DB, AnalysisRecord, cached_analysis, connect, record_analysis
-from rca.traces import TraceNotFound, load_trace
+from rca.store import (DEFAULT_DB, LOCATOR_COLUMNS, AnalysisRecord, FailureRow, cached_analysis, connect,
+                       ensure_writable, import_unsaved, is_locked, keep_unsaved, record_analysis, record_locator,
+                       unsaved_path)
+from rca.traces import TraceNotFound, load_transcript, locate_untracked
 
 TRACE_BUDGET_TOKENS = 50_000
 RESULT_COLUMNS = [
     "category", "root_cause_explanation", "expected_behavior", "actual_behavior", "root_cause_step",
-    "confidence", "evidence", "evidence_total", "evidence_verified", "used_tools", "tools_called",
+    "candidate_steps", "root_cause_agent", "fix", "confidence", "evidence", "evidence_total", "evidence_verified",
+    "used_tools", "tools_called",
     "received_useful_output", "hallucinated_symbols", "schema_validation_failed", "model",
     "input_tokens", "output_tokens", "cost_usd", "latency_s", "analysis_error", "from_cache",
 ]
@@ -56,6 +60,7 @@ class _Prepared:
     request: AnalysisRequest
     est_tokens: int
     est_cost: float
+    located: FailureRow | None = None  # the locator found for a row the harness wrote, to record
 
 
 def analyze_failures(
@@ -122,9 +127,13 @@ async def analyze_failures_async(
     jobs = [_Job(index, row, {"model": engine.model}) for index, row in zip(df.index, df.to_dict("records"))]
     conn = connect(db_path)
     try:
+        ensure_writable(conn, db_path)  # before any call is paid for
+        if imported := import_unsaved(conn, db_path):
+            print(f"rca: wrote {imported} answers kept aside by an earlier run ({unsaved_path(db_path)})", file=sys.stderr)
         runner = _Runner(conn, engine, tax, runs_dir=runs_dir, force=force, concurrency=concurrency,
                          budget_usd=budget_usd, progress=progress)
         await runner.run(jobs)
+        runner.save_unsaved(db_path)
         if runner.setup_error is not None:
             raise runner.setup_error
         print(runner.summary(len(jobs)), file=sys.stderr)
@@ -139,18 +148,15 @@ async def analyze_failures_async(
 
 
 def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> _Prepared:
-    """Read and render one row's trace and estimate its input; raises TraceNotFound/OSError."""
-    events = load_trace(row, runs_dir=runs_dir)
-    rendered = render_trace(events, budget_tokens=TRACE_BUDGET_TOKENS)
-    error_text, suite = row.get("raw_error"), row.get("suite")
-    request = AnalysisRequest(
-        failure_id=int(row["id"]), benchmark_name=str(row["benchmark_name"]),
-        suite=suite if isinstance(suite, str) else None,
-        error_text=error_text if isinstance(error_text, str) else None,
-        events=events, rendered=rendered, taxonomy=tax,
-    )
+    """Read one row's transcript, render it and estimate its input; raises TraceNotFound/OSError."""
+    located = locate_untracked(row, runs_dir=runs_dir)
+    if located is not None:
+        row = {**row, **{k: v for k, v in asdict(located).items() if k in LOCATOR_COLUMNS}}
+    transcript = load_transcript(row, runs_dir=runs_dir)
+    rendered = render_trace(transcript, budget_tokens=TRACE_BUDGET_TOKENS)
+    request = AnalysisRequest(failure_id=int(row["id"]), transcript=transcript, rendered=rendered, taxonomy=tax)
     tokens = estimate_tokens(system_instruction(tax)) + estimate_tokens(request.prompt)
-    return _Prepared(request, tokens, estimate_cost(engine.model, tokens))
+    return _Prepared(request, tokens, estimate_cost(engine.model, tokens), located)
 
 
 def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +190,8 @@ class _Runner:
         self.fatal: str | None = None
         self.setup_error: Exception | None = None
         self._check_lock, self._model_checked = asyncio.Lock(), False
+        self.owner = new_owner()
+        self.unsaved: list[AnalysisRecord] = []
 
     async def run(self, jobs: list[_Job]) -> None:
         if not jobs:
@@ -195,6 +203,14 @@ class _Runner:
             self.bar.close()
 
     async def _one(self, job: _Job) -> None:
+        try:
+            await self._analyze(job)
+        except Exception as exc:  # one row's unforeseen failure is that row's error, never the batch's
+            job.result["analysis_error"] = f"internal error: {type(exc).__name__}: {exc}"
+            self.failed += 1
+            self._tick()
+
+    async def _analyze(self, job: _Job) -> None:
         async with self.slots:
             try:  # off the loop: a multi-MB trace takes tens of ms to render, and calls are in flight
                 prepared = await asyncio.to_thread(_prepare, job.row, self.engine, self.tax, self.runs_dir)
@@ -203,9 +219,11 @@ class _Runner:
                 self.failed += 1
                 return self._tick()
             request = prepared.request
+            if prepared.located is not None:
+                record_locator(self.conn, request.failure_id, prepared.located)
             hit = None if self.force else cached_analysis(
                 self.conn, request.failure_id, model=self.engine.model, taxonomy=self.tax.key,
-                prompt_version=PROMPT_VERSION, trace_hash=request.rendered.sha256)
+                prompt_version=PROMPT_VERSION, trace_hash=request.prompt_hash)
             if hit is not None:
                 job.result = _result_from_record(dict(hit)) | {"from_cache": True}
                 self.cached += 1
@@ -216,16 +234,21 @@ class _Runner:
                 return self._skip(job, self.fatal)
             if self.budget is not None and self.spent + self.in_flight + prepared.est_cost > self.budget:
                 return self._skip(job, f"budget ${self.budget:.4f} reached")
-            self.in_flight += prepared.est_cost
-            try:
-                outcome = await self.engine.analyze(request)
-            except AllKeysDead as exc:
-                self.fatal = str(exc)
-                return self._skip(job, str(exc))
+            if (holder := claim(self.conn, request.failure_id, self.owner)) is not None:
+                return self._skip(job, f"being analyzed by another process ({holder})")
+            try:  # released however the call ends, an interrupt included
+                self.in_flight += prepared.est_cost
+                try:
+                    outcome = await self.engine.analyze(request)
+                except AllKeysDead as exc:
+                    self.fatal = str(exc)
+                    return self._skip(job, str(exc))
+                finally:
+                    self.in_flight -= prepared.est_cost
+                self.spent += outcome.cost_usd
+                job.result = self._store(request, outcome)
             finally:
-                self.in_flight -= prepared.est_cost
-            self.spent += outcome.cost_usd
-            job.result = self._store(request, outcome)
+                release(self.conn, request.failure_id, self.owner)
             if outcome.error:
                 self.failed += 1
             else:
@@ -256,19 +279,41 @@ class _Runner:
         evidence = answer["evidence"] if answer else []
         record = AnalysisRecord(
             failure_id=request.failure_id, model=self.engine.model, taxonomy=self.tax.key,
-            prompt_version=PROMPT_VERSION, trace_hash=request.rendered.sha256,
+            prompt_version=PROMPT_VERSION, trace_hash=request.prompt_hash,
             category=category_of(outcome.answer) if outcome.answer is not None else None,
             analysis=answer_to_json(outcome.answer) if outcome.answer is not None else None,
             confidence=answer["confidence"] if answer else None,
             evidence_total=len(evidence),
-            evidence_verified=verify_evidence(evidence, request.rendered.text, request.error_text),
+            evidence_verified=verify_evidence(evidence, request.prompt),
+            root_cause_step=answer.get("root_cause_step") if answer else None,
+            root_cause_agent=answer.get("root_cause_agent") if answer else None,
+            fix=answer.get("fix") if answer else None,
             input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens,
             thinking_tokens=outcome.thinking_tokens, cached_tokens=outcome.cached_tokens,
             cost_usd=outcome.cost_usd, latency_s=outcome.latency_s, error=outcome.error,
             raw_response=outcome.raw_text, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        record_analysis(self.conn, record)
+        try:
+            record_analysis(self.conn, record)
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            self.unsaved.append(record)  # paid for: never dropped (save_unsaved)
         return _result_from_record(asdict(record))
+
+    def save_unsaved(self, db: Path) -> None:
+        """Write the answers the locked cache refused; what still cannot be written is kept beside it."""
+        while self.unsaved:
+            try:
+                record_analysis(self.conn, self.unsaved[0])
+            except sqlite3.OperationalError as exc:
+                if not is_locked(exc):
+                    raise
+                path = keep_unsaved(db, self.unsaved)
+                print(f"rca: the cache stayed locked by another process; {len(self.unsaved)} answers are kept in "
+                      f"{path} and written by the next analysis of this cache", file=sys.stderr)
+                return
+            self.unsaved.pop(0)
 
     def _tick(self) -> None:
         self.bar.set_postfix(done=self.done, failed=self.failed, cost=f"${self.spent:.4f}", refresh=False)
