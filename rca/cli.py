@@ -15,10 +15,12 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rca.errors import AnalysisError, InputError, ParameterError
-from rca.options import OPTION, OPTIONS, Option
+
+if TYPE_CHECKING:
+    from rca.options import Option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_DB = "analysis_cache.db"
@@ -90,6 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from rca.analyze import analyze_failures
+    from rca.options import OPTIONS
     from rca.report import check_filters
     from rca.schema import resolve_taxonomy
     from rca.store import load_failures
@@ -175,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _analyzer_label(params: dict[str, Any]) -> str:
     """Which analyzer the notebook will use, said once in the terminal as well as in the report."""
     from rca.backends.registry import choose_backend
+    from rca.options import OPTION
 
     backend, model = (params.get(name, OPTION[name].default) for name in ("backend", "model"))
     engine = choose_backend(str(backend), model, announce=False)
@@ -191,6 +195,30 @@ def _report_options(p: argparse.ArgumentParser) -> None:
                         "(lists as JSON: -p suites '[\"a\", \"b\"]')")
     p.add_argument("--output-dir", default=DEFAULT_REPORTS, help=f"where the .ipynb and .html go (default: {DEFAULT_REPORTS}/)")
     p.add_argument("--notebook", type=Path, help="a notebook file to execute instead of rca's report notebook")
+
+
+class _Command(argparse.ArgumentParser):
+    """A subcommand's parser that adds its `late` flags only when that command is parsed: the
+    analysis options come from rca.options and its backend registry, which `rca --help` and
+    the other commands need not import."""
+
+    def __init__(self, *args: Any, late: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._late = late
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        if self._late is not None:
+            late, self._late = self._late, None
+            late(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _analysis_options(p: argparse.ArgumentParser) -> None:
+    from rca.options import OPTIONS
+
+    for option in OPTIONS:
+        _add_option(p, option)
 
 
 def _add_option(p: argparse.ArgumentParser, option: Option) -> None:
@@ -219,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rca", description="Root causes of failed LLM-agent benchmark runs.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Command)
 
     p = sub.add_parser("demo", help="write demo benchmark runs", description="Write three demo benchmark runs in the harness's format.")
     p.add_argument("dir", nargs="?", default=DEFAULT_RUNS, help=f"folder to write them to (default: {DEFAULT_RUNS})")
@@ -235,15 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="find the root cause of each failed attempt",
                        description="Analyze failed attempts from the cache; answers are cached, so a re-run "
-                                   "only asks again when model, taxonomy, prompt or trace changed (or --force).")
+                                   "only asks again when model, taxonomy, prompt or trace changed (or --force).",
+                       late=_analysis_options)
     p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
     p.add_argument("--run-id", action="append", metavar="ID", help="only this run (repeatable)")
     p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
     p.add_argument("--generator", action="append", metavar="NAME", help="only this generator (repeatable)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N failed attempts")
     p.add_argument("--only-unanalyzed", action="store_true", help="skip rows that already have a root cause")
-    for option in OPTIONS:
-        _add_option(p, option)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="execute the report notebook into .ipynb and standalone .html",

@@ -9,8 +9,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 HEAVY = ("google.genai", "plotly", "IPython")
 _REPORT = "import json, sys; print(json.dumps(sorted(sys.modules)), file=sys.stderr)"
 _AS_COMMAND = """import runpy, sys
@@ -44,8 +42,13 @@ def test_the_analysis_api_does_not_load_the_sdk_until_gemini_is_chosen() -> None
     assert _loaded(modules, *HEAVY) == []
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["analyze", "--help"]])
-def test_rca_help_loads_no_sdk_charts_notebook_or_pandas(argv: list[str]) -> None:
-    modules = _modules(_AS_COMMAND.format(argv=argv))
+def test_rca_help_loads_no_sdk_charts_notebook_or_pandas() -> None:
+    modules = _modules(_AS_COMMAND.format(argv=["--help"]))
     assert "rca.cli" in modules
     assert _loaded(modules, *HEAVY, "pandas") == []
+
+
+def test_rca_analyze_help_reads_the_registry_but_loads_no_sdk() -> None:
+    modules = _modules(_AS_COMMAND.format(argv=["analyze", "--help"]))
+    assert {"rca.options", "rca.backends.registry"} <= modules
+    assert _loaded(modules, *HEAVY) == []
