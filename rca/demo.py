@@ -23,8 +23,10 @@ import yaml
 from rca._demo_scenarios import (
     CATEGORIES, INFRA, QUOTA, SCENARIOS, SCHEMA, SUITES, Case, Outcome, Step, build_cases, prompt_for,
 )
+from rca.transcript import Step as TranscriptStep
+from rca.transcript import Transcript
 
-__all__ = ["CATEGORIES", "demo_ground_truth", "make_demo"]
+__all__ = ["CATEGORIES", "demo_decisive_steps", "demo_ground_truth", "make_demo"]
 
 GENERATORS = (("Generator: adk_workflow_agent", False, "gemini-2.5-flash"),
               ("Agent: gemini_cli_agent", True, "gemini-2.5-pro"))
@@ -115,6 +117,53 @@ def demo_ground_truth(directory: str | Path, *, seed: int = 7) -> GroundTruth:
     if missing:
         raise FileNotFoundError(f"{directory} has no demo runs {missing} for seed {seed}")
     return _ground_truth(plans)
+
+
+def demo_decisive_steps(directory: str | Path, *, seed: int = 7) -> dict[tuple[str, str, int | None], int | None]:
+    """The transcript step where each failure make_demo(directory, seed=seed) wrote was decided
+    (keyed as demo_ground_truth; None for a failure without steps).
+
+    Each scenario marks its decisive scripted step; that step is found in the transcript rca
+    reads back from the written files, so the index is the one an analyzer sees and cites.
+    """
+    from dataclasses import asdict  # rca's readers load pandas: only this grader needs them
+
+    from rca.formats import get_format
+    from rca.store import FailureRow
+    from rca.traces import load_transcript
+
+    truth = demo_ground_truth(directory, seed=seed)
+    scripted = {(run.run_id, p.case.name, n): _scripted(p, g, n, _rng(seed, run.run_id, g, p.case.id, n))
+                for run in _plan(seed) for g, cases in run.sections for p in cases if p.failed
+                for n in range(1, len(p.attempts) + 1)}
+    steps: dict[tuple[str, str, int | None], int | None] = {}
+    adapter = get_format("harness")
+    for folder in sorted({run_id for run_id, _name, _n in truth}):
+        for row in adapter.failures(Path(directory) / folder, folder):
+            if isinstance(row, FailureRow):
+                key = (row.run_id, row.benchmark_name, row.attempt_number)
+                outcome = scripted.get(key)
+                steps[key] = None if outcome is None else _find_step(load_transcript(asdict(row)), outcome)
+    return steps
+
+
+def _find_step(transcript: Transcript, outcome: Outcome) -> int | None:
+    """The transcript index of outcome.steps[outcome.decisive]: each scripted step matched in order."""
+    if outcome.decisive is None:
+        return None
+    at = -1
+    for scripted in outcome.steps[: outcome.decisive + 1]:
+        at = next(s.index for s in transcript.steps[at + 1:] if _same_step(s, scripted))
+    return at
+
+
+def _same_step(step: TranscriptStep, scripted: Step) -> bool:
+    if scripted.kind == "call":
+        return step.kind == "tool_call" and step.tool_name == scripted.tool and step.tool_args == scripted.args
+    if scripted.kind == "error":
+        return step.kind == "error" and scripted.text in step.text
+    # the answer's text may be the harness's structured answer rather than what the model wrote
+    return step.kind == "final_answer" if scripted.kind == "say" else step.text == scripted.text
 
 
 # --- rendering: steps -> one generator's trace events ------------------------------------
@@ -214,15 +263,22 @@ def _attempt(n: int, outcome: Outcome, trace: list[dict[str, Any]], duration: fl
     }
 
 
+def _scripted(p: CasePlan, g: int, n: int, rng: random.Random) -> Outcome:
+    """Attempt n's scripted outcome; `rng` goes on to render its trace."""
+    cause, cli = p.attempts[n - 1], GENERATORS[g][1]
+    last = SCENARIOS[cause](p.case, rng, cli)
+    while n < len(p.attempts) and last.status == "success":  # a retried attempt must have failed
+        last = SCENARIOS[cause](p.case, rng, cli)
+    return last
+
+
 def _test_result(p: CasePlan, g: int, clock: _Clock, seed: int, run_id: str) -> dict[str, Any]:
     title, cli, model = GENERATORS[g]
     generator, prompt = title.split(": ", 1)[1], prompt_for(p.case)
     attempts, last = [], None
-    for n, cause in enumerate(p.attempts, 1):
+    for n in range(1, len(p.attempts) + 1):
         rng = _rng(seed, run_id, g, p.case.id, n)
-        last = SCENARIOS[cause](p.case, rng, cli)
-        while n < len(p.attempts) and last.status == "success":  # a retried attempt must have failed
-            last = SCENARIOS[cause](p.case, rng, cli)
+        last = _scripted(p, g, n, rng)
         begin = clock.t
         trace = _cli_trace(last.steps, prompt, clock, rng, model) if cli else _adk_trace(last.steps, prompt, clock, rng)
         attempts.append(_attempt(n, last, trace, clock.tick(0.5, 2.0) - begin, rng, generator, model))

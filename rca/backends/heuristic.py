@@ -1,15 +1,18 @@
 """Rule-based root-cause analysis: the offline fallback when Gemini is not available.
 
-It reads the harness's error text and the trace's structure (rca.backends.trace_facts)
-the way a careful human skims them, and fills the same answer schema the model fills, so
-everything downstream (cache, charts, comparisons) works unchanged. Confidence stays in 0.3–0.6: a rule sees
+It reads only the Transcript: the error text (`outcome.error`), the task, the final answer
+and the steps' structure (rca.backends.trace_facts), the way a careful human skims them, and
+fills the same answer schema the model fills, so everything downstream (cache, charts,
+comparisons) works unchanged. Each rule names a category; where the failure was decided
+(root_cause_step and its candidates, as transcript step indices) is rca.backends.step_choice's
+call, and the fix follows from what the rule found. Confidence stays in 0.3–0.6: a rule sees
 symptoms, not intent.
 
 Rule precedence (the first rule that fires wins; an earlier cause explains later symptoms):
 
 1. Infrastructure: 429 / quota / deadline / timeout / 5xx / container or connection
-   faults in the error text; or such faults in CLI_STDERR / GEMINI_CLIENT_ERROR events
-   with no model output after them (a 429 that was retried before the agent answered is
+   faults in the error text; or such faults in error steps (CLI stderr, client errors)
+   with no agent output after them (a 429 that was retried before the agent answered is
    noise, not the cause).
 2. Schema Violation: the final answer could not be parsed or validated (JSON errors, a
    pydantic error on the answer model, the `create_agent` entry point missing). A
@@ -31,25 +34,27 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
 
 from pydantic import BaseModel
 
 from rca.backends import AnalysisOutcome, AnalysisRequest
-from rca.backends.trace_facts import HEAD, ToolResult, TraceFacts, read_facts
+from rca.backends.fixes import (assertion_fix, choice_fix, for_agent, infra_fix, invented_fix, loop_fix, misuse_fix,
+                                schema_fix, starved_fix)
+from rca.backends.quotes import Needle, evidence, quote_at
+from rca.backends.step_choice import (agent_of, answer_origin, candidates, decision_behind, fatal_fault, first_use,
+                                      guess_step, plan_of, reasoning_before)
+from rca.backends.trace_facts import HEAD, ToolResult, TraceFacts, has_identifier, read_facts
 from rca.errors import ParameterError
-from rca.redact import redact
 from rca.schema import DEFAULT_TAXONOMY, Taxonomy, answer_model
+from rca.transcript import Transcript
 
 __all__ = ["CATEGORIES", "HeuristicBackend", "diagnose", "from_env", "require_default_categories"]
 
 INFRA, SCHEMA, HALLU, STARVE, MISUSE, LOGIC = (
     "Infrastructure", "Schema Violation", "Hallucination", "Context Starvation", "Tool Misuse", "Logic Error")
 CATEGORIES = (STARVE, HALLU, MISUSE, SCHEMA, LOGIC, INFRA)
-MAX_QUOTE = 200
-_SCAN = 20_000  # error signs sit at the start or end of a long text
-_SHOWN = 3_000  # the rendered trace keeps about this much of each end of a long step
 _ERROR_CHARS = 50_000  # of a huge error text (a whole pytest log) its head and tail are read
 
 _INFRA = re.compile(
@@ -77,9 +82,9 @@ _SYMBOL = (  # an error naming a symbol -> (symbol, where it was looked up)
     (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), _DOTTED),
     (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), _DOTTED),
     (re.compile(r"\b(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'"), _DOTTED),
-    (re.compile(_FIELD + "Extra inputs are not permitted"), _DOTTED),
     (re.compile(r"'([\w.]+\.\w+)' does not exist"), lambda m: (m[1].rpartition(".")[2], m[1].rpartition(".")[0])),
 )
+_EXTRA = re.compile(r"^(?:E[ \t]+)?(\w+)\n(?:E)?[ \t]+Extra inputs are not permitted", re.MULTILINE)
 _BUILTINS = frozenset({"NoneType", "str", "int", "float", "bool", "bytes", "dict", "list", "tuple", "set",
                        "function", "method", "coroutine", "generator", "object", "type", "BaseModel", "create_agent"})
 _ANSWERED = re.compile(r"Answer '([\w.]+)' does not match")
@@ -93,10 +98,7 @@ _JUDGED = re.compile(r"AssertionError|Expected '[^'\n]*', but got|does not match
                      r"ModuleNotFoundError|has no attribute")
 _PATH_MISSING = re.compile(r"(?i:no such file or directory|FileNotFoundError|(?:file|directory|path) not found"
                            r"|does not exist|ENOENT)")
-_SUBSTANCE = re.compile(r"^[ \t]*(?!```)[^\s{}\[\]()][^\n]{2,}", re.MULTILINE)
 _LISTING = re.compile(r"(?i:list|glob|find|tree|\bls\b|search|grep)")
-
-Needle = tuple[Union["re.Pattern[str]", str, None], Union[int, None]]  # what to quote (None: a line), at which step
 
 
 @dataclass
@@ -108,31 +110,28 @@ class _Finding:
     expected: str
     actual: str
     needles: list[Needle]
+    fix: str
+    others: list[int | None] = field(default_factory=list)  # further candidate steps, most likely first
     symbols: list[str] = field(default_factory=list)
+
+
+def _extra_inputs(error: str) -> Iterator[tuple[str, str, int]]:
+    """(Class.field, Class, where its error starts) for every field a pydantic error calls an extra input."""
+    headers = list(_PYDANTIC.finditer(error))
+    for header, after in zip(headers, [*headers[1:], None]):
+        for m in _EXTRA.finditer(error, header.end(), after.start() if after else len(error)):
+            yield f"{header[1]}.{m[1]}", header[1], header.start()
 
 
 def _symbols(error: str) -> list[tuple[str, str, str]]:
     """(symbol, owner, error line) per import/attribute/keyword error in the error text, builtins left out."""
     found: dict[str, tuple[str, str, str]] = {}
-    for pattern, name in _SYMBOL:
-        for m in pattern.finditer(error):
-            symbol, owner = name(m)
-            if symbol.rpartition(".")[2] not in _BUILTINS and owner not in _BUILTINS and symbol not in found:
-                line = re.sub(r"^E\s+", "", _quote(error, m.start(), m.start() + 1) or m.group(0))
-                found[symbol] = (symbol, owner, line[:160])
+    named = [(*name(m), m.start()) for pattern, name in _SYMBOL for m in pattern.finditer(error)]
+    for symbol, owner, at in [*named, *_extra_inputs(error)]:
+        if symbol.rpartition(".")[2] not in _BUILTINS and owner not in _BUILTINS and symbol not in found:
+            line = re.sub(r"^E\s+", "", quote_at(error, at, at + 1) or symbol)
+            found[symbol] = (symbol, owner, line[:160])
     return list(found.values())
-
-
-def _shown(name: str, text: str) -> bool:
-    """`name` occurs in `text` as a whole identifier (str.find: megabytes of tool output are common)."""
-    at = text.find(name)
-    while at >= 0:
-        end = at + len(name)
-        if not (at and (text[at - 1].isalnum() or text[at - 1] == "_")) and not (
-                end < len(text) and (text[end].isalnum() or text[end] == "_")):
-            return True
-        at = text.find(name, at + 1)
-    return False
 
 
 def _unverified(trace: TraceFacts, error: str, seen: str) -> list[str]:
@@ -143,92 +142,33 @@ def _unverified(trace: TraceFacts, error: str, seen: str) -> list[str]:
     """
     names = dict.fromkeys([*_ANSWERED.findall(error), *_BACKTICK.findall(trace.writer_text())])
     leaves = (name.rstrip(".").rpartition(".")[2] for name in names)
-    return [leaf for leaf in leaves if len(leaf) >= 3 and not _shown(leaf, seen)
-            and not (leaf[0].isupper() and _shown(leaf, trace.prompt))]
-
-
-# -- quoting ----------------------------------------------------------------------------
-
-
-def _quote(text: str, start: int, end: int) -> str | None:
-    """The line around text[start:end], cut to MAX_QUOTE chars, if it is safe to show."""
-    lo, hi = text.rfind("\n", 0, start) + 1, text.find("\n", end)
-    hi = len(text) if hi < 0 else hi
-    if hi - lo > MAX_QUOTE:  # a window around the match, cut at spaces where one is near
-        line_lo, line_hi = lo, hi
-        lo = max(lo, start - (MAX_QUOTE - min(end - start, MAX_QUOTE)) // 2)
-        hi = min(hi, lo + MAX_QUOTE)
-        if lo > line_lo and 0 <= (gap := text.find(" ", lo, min(start, lo + 30))):
-            lo = gap + 1
-        if hi < line_hi and (gap := text.rfind(" ", max(end, hi - 30), hi)) >= 0:
-            hi = gap
-    quote = text[lo:hi].strip()
-    return quote if len(quote) >= 3 and redact(quote) == quote else None
-
-
-def _span(text: str, needle: re.Pattern[str] | str | None) -> tuple[int, int] | None:
-    """Where `needle` occurs, preferring the ends of a long text: the rendered trace keeps those."""
-    if needle is None:  # the first line with some substance
-        m = _SUBSTANCE.search(text, 0, _SCAN)
-        return m.span() if m else None
-    n = len(text)
-    for lo, hi in ((0, _SHOWN), (n - _SHOWN, n), (0, _SCAN), (n - _SCAN, n)):
-        lo = max(lo, 0)
-        if isinstance(needle, str):
-            if needle and (at := text.find(needle, lo, hi)) >= 0:
-                return at, at + len(needle)
-        elif m := needle.search(text, lo, hi):
-            return m.span()
-    return None
-
-
-def _find(trace: TraceFacts, needle: re.Pattern[str] | str | None, step: int | None) -> tuple[int, str] | None:
-    """A one-line quote of `needle` at `step` (anywhere but the task prompt if None), latest first."""
-    for s, text, raw in reversed(trace.texts):
-        if (s != step) if step is not None else (s in trace.prompt_steps):
-            continue
-        if (span := _span(text, needle)) and (quote := _quote(text, *span)):
-            if raw or not ('"' in quote or "\\" in quote):  # nested values are rendered as JSON, escaped
-                return s, quote
-    return None
-
-
-def _evidence(trace: TraceFacts, finding: _Finding, error_text: str | None) -> list[dict[str, Any]]:
-    quotes: list[dict[str, Any]] = []
-    for needle, step in finding.needles:
-        hit = _find(trace, needle, step) if needle != "" else None
-        if hit and all(q["quote"] != hit[1] for q in quotes):
-            quotes.append({"step": hit[0], "quote": hit[1]})
-    if not quotes and error_text:  # nothing in the trace to quote: the harness's message, which is no step
-        patterns = [*(n for n, _ in finding.needles if isinstance(n, re.Pattern)), *_LOGIC]
-        pattern = next((p for p in patterns if p.search(error_text)), None)
-        if (span := _span(error_text, pattern)) and (quote := _quote(error_text, *span)):
-            quotes.append({"step": None, "quote": quote})
-    return quotes[:3]
+    return [leaf for leaf in leaves if len(leaf) >= 3 and not has_identifier(leaf, seen)
+            and not (leaf[0].isupper() and has_identifier(leaf, trace.prompt))]
 
 
 # -- rules ------------------------------------------------------------------------------
 
 
 def _infra(trace: TraceFacts, error: str) -> _Finding | None:
-    step, where = None, "the harness error"
+    text, where = error, "the harness error"
     if not (m := _INFRA.search(error)):
         if _JUDGED.search(error):
             return None
-        last_answer = trace.answers[-1][0] if trace.answers else -1
-        hits = [(s, m) for s, text in trace.errors if s > last_answer and (m := _INFRA.search(text))]
+        last_answer = max((s for s, _ in trace.answers), default=-1)
+        hits = [(s, t, m) for s, t in trace.errors if s > last_answer and (m := _INFRA.search(t))]
         if not hits:
             return None
-        (step, m), where = hits[-1], "the client's error output, after which the model produced nothing"
-    text = error if step is None else dict(trace.errors)[step]
-    sign = (_quote(text, *m.span()) or m.group(0))[:160]
+        _s, text, m = hits[0]
+        where = "the client's error output, after which the model produced nothing"
+    sign = (quote_at(text, *m.span()) or m.group(0))[:160]
+    step = fatal_fault(trace, _INFRA)
+    last_fault = max((s for s, t in trace.errors if _INFRA.search(t)), default=None)
     return _Finding(
-        INFRA, step if step is not None else next((s for s, t in reversed(trace.errors) if _INFRA.search(t)),
-                                                  trace.final_answer()), 0.6,
+        INFRA, step, 0.6,
         f"The attempt died on an environment fault in {where}, not on anything the agent decided: {sign}",
         "The model call and sandbox complete, so the agent's answer can be judged.",
         f"The run stopped on {m.group(0)!r} before a judgeable answer existed.",
-        [(_INFRA, step), (_INFRA, None)],
+        [(_INFRA, step), (_INFRA, None)], infra_fix(sign), [last_fault, trace.final_answer()],
     )
 
 
@@ -247,6 +187,8 @@ def _schema(trace: TraceFacts, error: str) -> _Finding | None:
         f"Return one JSON object that parses and validates against {what}.",
         f"It returned an answer the harness rejected with {sign!r}{detail}.",
         [(f"\"{bad[2]}\"" if bad and bad[3].startswith("Extra") else "", step), (None, step)],
+        schema_fix(model[1] if model else "the answer format", bad[2] if bad else None, bad[3] if bad else None, error),
+        [reasoning_before(trace, step)],
     )
 
 
@@ -261,13 +203,17 @@ def _misuse_starved(trace: TraceFacts, error: str) -> _Finding | None:
     first = (bad or missing)[0]
     why = first.misuse or "guessed file paths that do not exist without listing the directory first"
     tools = ", ".join(dict.fromkeys(r.name for r in (bad or missing)))
+    step = decision_behind(trace, first)
+    args = trace.transcript.steps[first.call].tool_args if first.call is not None else None
     return _Finding(
-        MISUSE, first.step, 0.5,
+        MISUSE, step, 0.5,
         f"The agent {why} ({tools}); no tool call succeeded, so it never saw the source it needed and guessed.",
         f"Call {tools} with valid arguments (list a directory before reading from it) and answer from the output.",
         f"It {why} ({first.name} {first.args[:80]}), got only errors from {len(trace.results)} tool calls, "
         "and answered anyway.",
         [(None, first.step), *((None, r.step) for r in (bad or missing)[1:2]), (None, trace.final_answer())],
+        misuse_fix(first.name, first.misuse, args, first.text[:HEAD]),
+        [first.call, *(decision_behind(trace, r) for r in (bad or missing)[1:2])],
     )
 
 
@@ -276,15 +222,18 @@ def _starved(trace: TraceFacts, error: str) -> _Finding | None:
         return None
     symbols = [s for s, *_ in _symbols(error)]
     guess = f" and guessed {', '.join(symbols)}" if symbols else ""
-    tools = ", ".join(dict.fromkeys(r.name for r in trace.results))
+    tools = list(dict.fromkeys(r.name for r in trace.results))
+    step = guess_step(trace)
     return _Finding(
-        STARVE, trace.final_answer(), 0.5 if trace.results else 0.4,
+        STARVE, step, 0.5 if trace.results else 0.4,
         f"The agent never got useful context from its tools, so its answer was a guess{guess}.",
         "Search and read the framework's source until the needed API is found, then answer from it.",
-        f"Its {tools} calls returned only empty, no-match or error results; it answered anyway{guess}."
+        f"Its {', '.join(tools)} calls returned only empty, no-match or error results; it answered anyway{guess}."
         if trace.results else f"It answered from memory without calling any tool{guess}.",
-        [*((None, r.step) for r in trace.results[:2]), *((s.rpartition(".")[2], None) for s in symbols[:1]),
-         (None, trace.final_answer())], symbols,
+        [*((None, r.step) for r in trace.results[:2]), (None, step), *((s.rpartition(".")[2], None) for s in symbols[:1]),
+         (None, trace.final_answer())],
+        starved_fix(tools, symbols),
+        [*(first_use(trace, s.rpartition(".")[2]) for s in symbols[:1]), trace.final_answer()], symbols,
     )
 
 
@@ -298,21 +247,24 @@ def _hallucination(trace: TraceFacts, error: str) -> _Finding | None:
         return None
     leaf, owner = symbols[0].rpartition(".")[2], named[0][1] if named else ""
     owner_leaf = owner.rpartition(".")[2]
-    if _shown(leaf, seen):
+    if has_identifier(leaf, seen):
         how, confidence = f"the tool output does show {leaf!r}, elsewhere than the agent used it", 0.4
-    elif owner_leaf and _shown(owner_leaf, seen):
+    elif owner_leaf and has_identifier(owner_leaf, seen):
         how, confidence = f"the tool output shows {owner!r} but never {leaf!r}", 0.6
     else:
         how, confidence = f"no tool output ever showed {leaf!r}", 0.55 if named else 0.45
     tools = ", ".join(dict.fromkeys(name for _, name in trace.calls)) or "its tools"
-    step = next((s for s, t in reversed(trace.answers) if leaf in t), trace.final_answer())
+    final = trace.final_answer()
+    step = first_use(trace, leaf)
+    step = final if step is None else step
     sign = f" ({named[0][2]})" if named else ""
     return _Finding(
         HALLU, step, confidence,
         f"The agent relied on {', '.join(symbols)}, which does not exist{sign}; {how}.",
         f"Use only names that {tools} showed to exist{f' in {owner}' if owner else ''}.",
         f"After reading real source with {tools}, it wrote {leaf!r} into its answer anyway.",
-        [(leaf, step), (f"class {owner_leaf}" if owner_leaf else "", None), (None, step)], symbols,
+        [(leaf, step), (f"class {owner_leaf}" if owner_leaf else "", None), (None, step)],
+        invented_fix(leaf, owner, seen, tools), [final, reasoning_before(trace, final)], symbols,
     )
 
 
@@ -326,11 +278,12 @@ def _looping(trace: TraceFacts, error: str) -> _Finding | None:
         return None
     rs = max(repeated, key=len)
     return _Finding(
-        MISUSE, rs[0].step, 0.4,
+        MISUSE, decision_behind(trace, rs[0]), 0.4,
         f"The agent repeated the same failing {rs[0].name} call {len(rs)} times instead of changing its arguments.",
         f"After a failed {rs[0].name} call, change the arguments or use another tool.",
         f"It called {rs[0].name} {rs[0].args[:80]} {len(rs)} times, failing each time.",
-        [(None, rs[0].step), (None, rs[-1].step)],
+        [(None, rs[0].step), (None, rs[-1].step)], loop_fix(rs[0].name, rs[0].args),
+        [decision_behind(trace, rs[1]), rs[0].call],
     )
 
 
@@ -338,31 +291,34 @@ def _sign(error: str) -> str | None:
     """The line of the error text that best says what was judged wrong, most specific pattern first."""
     for pattern in _LOGIC:
         if m := pattern.search(error):
-            line = _quote(error, *m.span())
+            line = quote_at(error, *m.span())
             return re.sub(r"^E\s+", "", line)[:160] if line else m.group(0)
     return None
 
 
 def _logic(trace: TraceFacts, error: str) -> _Finding:
     sign, final = _sign(error), trace.final_answer()
+    step = answer_origin(trace, error)
     before = [s for s, _ in trace.answers if final is not None and s < final]
     needles: list[Needle] = [(None, final), *((None, s) for s in before[-1:])]
+    answered = _ANSWERED.search(error)
     if choice := re.search(r"Expected '([^']*)', but got '([^']*)'", error):
-        actual = f"It chose {choice[2]!r}; the correct choice was {choice[1]!r}."
+        actual, fix = f"It chose {choice[2]!r}; the correct choice was {choice[1]!r}.", choice_fix(choice[1], choice[2])
         needles.insert(0, (f'"answer": "{choice[2]}"', final))
     else:
-        answered = _ANSWERED.search(error)
         actual = (f"It answered {answered[1]!r}, a real name but not the one the task asks for." if answered
                   else f"Its final answer (step {final}) was accepted as well-formed, then failed the harness's check.")
+        fix = assertion_fix(sign, answered[1] if answered else None)
     needles += [(name, final) for name in _ANSWERED.findall(error)[:1]]
     basis = ("The answer was well-formed and built on what the tools showed, but wrong" if trace.useful else
              "The answer was well-formed but wrong" if trace.answers else
              "No trace was recorded; the error text shows a well-formed answer judged wrong")
+    last_call = plan_of(trace, trace.calls[-1][0]) if trace.calls else None
     return _Finding(
-        LOGIC, final, (0.45 if trace.texts else 0.4) if sign else 0.3,
+        LOGIC, step, (0.45 if trace.answers else 0.4) if sign else 0.3,
         basis + (f"; the harness reports: {sign}" if sign else "; no clearer sign was found."),
         "Produce an answer whose behaviour matches the task and passes its checks.",
-        actual, needles if trace.answers else [],
+        actual, needles if trace.answers else [], fix, [final, last_call],
     )
 
 
@@ -381,24 +337,31 @@ def require_default_categories(taxonomy: Taxonomy) -> None:
         )
 
 
-def diagnose(events: list[dict[str, Any]], error_text: str | None, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> BaseModel:
-    """The rule-based answer for one failed attempt: an instance of answer_model(taxonomy)."""
+def diagnose(transcript: Transcript, *, taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> BaseModel:
+    """The rule-based answer for one failed attempt: an instance of answer_model(taxonomy).
+
+    Reads only the transcript; its step indices are the ones the answer cites.
+    """
     require_default_categories(taxonomy)
-    error = error_text or ""
+    error = transcript.outcome.error or ""
     if len(error) > 2 * _ERROR_CHARS:  # pieces joined at a line break, so every quote stays verbatim
         error = error[:_ERROR_CHARS] + "\n" + error[-_ERROR_CHARS:]
-    trace = read_facts(events or [])
+    trace = read_facts(transcript)
     finding = next((f for rule in _RULES if (f := rule(trace, error)) is not None), None) or _logic(trace, error)
     if not finding.symbols and finding.category not in (INFRA, SCHEMA):
         finding.symbols = [s for s, *_ in _symbols(error)]
     tools = [name for _, name in trace.calls] or [r.name for r in trace.results]
+    agent = agent_of(trace, finding.step)
     return answer_model(taxonomy)(
         root_cause_category=finding.category,
         explanation=finding.explanation,
         expected_behavior=finding.expected,
         actual_behavior=finding.actual,
         root_cause_step=finding.step,
-        evidence=_evidence(trace, finding, error),
+        candidate_steps=candidates(finding.step, *finding.others),
+        root_cause_agent=agent,
+        evidence=evidence(trace, finding.needles, error, _LOGIC),
+        fix=for_agent(finding.fix, agent),
         confidence=finding.confidence,
         used_tools=bool(tools),
         tools_called=list(dict.fromkeys(tools)),
@@ -413,6 +376,7 @@ class HeuristicBackend:
 
     name = "heuristic"
     model = "heuristic"
+
     check_taxonomy = staticmethod(require_default_categories)  # Backend hook, before any row
 
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
@@ -421,7 +385,7 @@ class HeuristicBackend:
         require_default_categories(request.taxonomy)
         started = time.perf_counter()
         try:
-            answer = diagnose(request.events, request.error_text, request.taxonomy)
+            answer = diagnose(request.transcript, taxonomy=request.taxonomy)
         except Exception as exc:
             return AnalysisOutcome(error=f"heuristic failed: {type(exc).__name__}: {exc}",
                                    latency_s=time.perf_counter() - started)

@@ -1,20 +1,25 @@
-"""What the offline analyzer reads from a trace, in one pass over the events.
+"""What the offline analyzer reads from a transcript, in one pass over its steps.
 
-Tool calls and their results (both the tool_use/tool_result and the ADK function_call/
-function_response styles), each result classed as useful, empty, no match or error (and,
-for a failure the agent's own arguments caused, what it did wrong), the model's text, the
-user's task, and the CLI/client errors. The rules in rca.backends.heuristic judge these facts.
+Only the Transcript is read, so every input format rca.formats reads gets the same rules:
+the task-giver's messages (the task), the agents' own steps (messages, thoughts, tool calls,
+the final answer) and the tool results, each classed as useful, empty, no match or error
+(and, for a failure the agent's own arguments caused, what it did wrong), plus error steps.
+Texts are kept as the model is shown them (rca.render.step_line), so a quote taken from one
+is verbatim in the prompt. The rules in rca.backends.heuristic judge these facts; where a
+failure was decided is rca.backends.step_choice's question.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+
+from rca.render import step_line
+from rca.transcript import Step, Transcript
 
 HEAD = 400  # a tool's status shows in its first lines, not in the files it prints
+REASONING = frozenset({"message", "thought"})
 
 _EMPTY = re.compile(r"\A\s*(?:\[\]|\{\}|None|null|\"\"|'')?\s*\Z")
 _NO_MATCH = re.compile(r"(?i:\bno (?:matches|results|files?|entries|such file|match)\b|\b0 (?:matches|results)\b"
@@ -36,7 +41,8 @@ _MISUSE = (  # a tool's error caused by the agent's own arguments -> what it did
 
 @dataclass(slots=True)
 class ToolResult:
-    step: int
+    step: int  # the tool_result step
+    call: int | None  # the tool_call step that asked for it: the agent's decision
     name: str
     args: str
     text: str
@@ -46,14 +52,15 @@ class ToolResult:
 
 @dataclass
 class TraceFacts:
-    """What the rules need from the events, built in one pass."""
+    """What the rules need from the steps, built in one pass."""
 
-    texts: list[tuple[int, str, bool]] = field(default_factory=list)  # (step, text, shown raw) to quote from
+    transcript: Transcript
+    texts: list[tuple[int, str]] = field(default_factory=list)  # (step, text as shown) to quote from
     calls: list[tuple[int, str]] = field(default_factory=list)  # (step, tool name)
     results: list[ToolResult] = field(default_factory=list)
-    answers: list[tuple[int, str]] = field(default_factory=list)  # what the model wrote
-    errors: list[tuple[int, str]] = field(default_factory=list)  # CLI_STDERR / GEMINI_CLIENT_ERROR
-    prompt: str = ""  # the user's messages: the task
+    answers: list[tuple[int, str]] = field(default_factory=list)  # what the agents wrote
+    errors: list[tuple[int, str]] = field(default_factory=list)  # error steps: client and CLI errors
+    prompt: str = ""  # the task-giver's messages, and the task
     prompt_steps: set[int] = field(default_factory=set)
 
     @property
@@ -61,31 +68,48 @@ class TraceFacts:
         return [r for r in self.results if r.status == "useful"]
 
     def final_answer(self) -> int | None:
-        return self.answers[-1][0] if self.answers else self.texts[-1][0] if self.texts else None
+        """The final answer's step: the one marked so, else the last text an agent wrote, else any text."""
+        marked = [s.index for s in self.transcript.steps if s.kind == "final_answer"]
+        return marked[-1] if marked else self.answers[-1][0] if self.answers else (
+            self.texts[-1][0] if self.texts else None)
 
     def writer_text(self) -> str:
-        """What the model wrote after its last tool result: the answer and the reasoning for it."""
+        """What the agents wrote after the last tool result: the answer and the reasoning for it."""
         after = self.results[-1].step if self.results else -1
         return "\n".join(t for s, t in self.answers if s >= after)
 
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key != "thought_signature":
-                yield from _strings(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
+    def is_own(self, step: Step) -> bool:
+        """A step an agent took itself (a message, thought, tool call or final answer), not the task-giver's."""
+        return step.kind in ("message", "thought", "tool_call", "final_answer") and step.index not in self.prompt_steps
 
 
-def _classify(result: ToolResult, raw: Any, failed: bool) -> None:
+def from_task_giver(step: Step) -> bool:
+    """The user's message (the task), not an agent's: some formats log agents' turns with role user too."""
+    return step.kind == "message" and step.role == "user" and step.agent in (None, "user")
+
+
+def has_identifier(name: str, text: str) -> bool:
+    """`name` occurs in `text` as a whole identifier (str.find: megabytes of tool output are common)."""
+    at = text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        if not (at and (text[at - 1].isalnum() or text[at - 1] == "_")) and not (
+                end < len(text) and (text[end].isalnum() or text[end] == "_")):
+            return True
+        at = text.find(name, at + 1)
+    return False
+
+
+def _args_json(args: object) -> str:
+    try:
+        return json.dumps(args, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # keys of mixed types cannot be sorted
+        return repr(args)
+
+
+def _classify(result: ToolResult, failed: bool) -> None:
     head = result.text[:HEAD]
-    if failed or isinstance(raw, dict) and any(
-            (str(k).lower() in ("error", "exception") and v) or (k == "status" and v in ("error", "failed"))
-            for k, v in raw.items()):
+    if failed:
         result.status = "error"
     elif _EMPTY.match(result.text):
         result.status = "empty"
@@ -97,56 +121,38 @@ def _classify(result: ToolResult, raw: Any, failed: bool) -> None:
         result.misuse = next((why for pattern, why in _MISUSE if pattern.search(head)), None)
 
 
-def read_facts(events: list[dict[str, Any]]) -> TraceFacts:
-    """One pass over the events: tool calls and results (both event styles), model text, errors."""
-    trace = TraceFacts()
-    calls: dict[Any, tuple[str, str]] = {}  # call id -> (tool, its arguments as JSON)
+def _shown(step: Step, transcript: Transcript) -> str:
+    """The step's text as the model reads it; a step shown in <task> or <final_answer> is quoted from there."""
+    body = step_line(step, transcript)[1]
+    if body == "(shown in <final_answer>)":
+        return transcript.final_answer or ""
+    return (transcript.task or "") if body == "(the task, shown in <task>)" else body
 
-    def keep(step: int, value: Any) -> str:
-        trace.texts.extend((step, s, isinstance(value, str)) for s in _strings(value))
-        return value if isinstance(value, str) else "\n".join(_strings(value))
 
-    def call(step: int, name: Any, args: Any, call_id: Any) -> None:
-        trace.calls.append((step, str(name or "?")))
-        try:
-            calls[call_id] = (str(name or "?"), json.dumps(args, sort_keys=True, default=str))
-        except (TypeError, ValueError):  # keys of mixed types cannot be sorted
-            calls[call_id] = (str(name or "?"), repr(args))
-
-    def result(step: int, name: Any, raw: Any, call_id: Any, failed: bool = False) -> None:
-        tool, args = calls.get(call_id, (str(name or "?"), "")) if call_id is not None else (str(name or "?"), "")
-        trace.results.append(ToolResult(step, str(name or tool), args, keep(step, raw)))
-        _classify(trace.results[-1], raw, failed)
-
-    def text(step: int, value: Any, role: Any) -> None:
-        if role == "user":
-            trace.prompt += keep(step, value) + "\n"
-            trace.prompt_steps.add(step)
-        else:
-            trace.answers.append((step, keep(step, value)))
-
-    for step, event in enumerate(events):
-        if not isinstance(event, dict):
-            continue
-        kind, content = event.get("type"), event.get("content")
-        if kind == "tool_use":
-            call(step, event.get("tool_name"), event.get("tool_input"), event.get("tool_call_id"))
-        elif kind == "tool_result":
-            details = event.get("details") if isinstance(event.get("details"), dict) else {}
-            result(step, event.get("tool_name"), event.get("tool_output"), event.get("tool_call_id"),
-                   details.get("status") in ("error", "failed"))
-        elif kind == "ADK_EVENT" and isinstance(content, dict) and isinstance(content.get("parts"), list):
-            for part in (p for p in content["parts"] if isinstance(p, dict)):
-                if isinstance(fc := part.get("function_call"), dict):
-                    call(step, fc.get("name"), fc.get("args"), fc.get("id"))
-                if isinstance(fr := part.get("function_response"), dict):
-                    result(step, fr.get("name"), fr.get("response"), fr.get("id"))
-                if isinstance(part.get("text"), str):
-                    text(step, part["text"], content.get("role") or event.get("role"))
-        elif kind in ("CLI_STDERR", "GEMINI_CLIENT_ERROR"):
-            trace.errors.append((step, keep(step, content) + "\n" + keep(step, event.get("details"))))
-        elif kind in ("message", "GEMINI_API_RESPONSE", "CLI_STDOUT_FULL", "CLI_STDOUT_RAW", "ADK_EVENT"):
-            text(step, content, event.get("role"))
-        else:
-            keep(step, content)
+def read_facts(transcript: Transcript) -> TraceFacts:
+    """One pass over the steps: the task, tool calls and results, the agents' text, errors."""
+    trace = TraceFacts(transcript, prompt=(transcript.task or "") + "\n")
+    calls: dict[str, tuple[int, str]] = {}  # call id -> (its step, its arguments as JSON)
+    last_call: tuple[int, str] | None = None
+    for step in transcript.steps:
+        text = _shown(step, transcript)
+        trace.texts.append((step.index, text))
+        if from_task_giver(step):
+            trace.prompt += step.text + "\n"
+            trace.prompt_steps.add(step.index)
+        elif step.kind == "tool_call":
+            name = step.tool_name or "?"
+            trace.calls.append((step.index, name))
+            last_call = (step.index, _args_json(step.tool_args))
+            if step.call_id:
+                calls[step.call_id] = last_call
+        elif step.kind == "tool_result":
+            call_step, args = calls.get(step.call_id or "") or last_call or (None, "")
+            trace.results.append(ToolResult(step.index, call_step, step.tool_name or "?", args, step.text))
+            _classify(trace.results[-1], step.is_error)
+            last_call = None
+        elif step.kind in ("message", "thought", "final_answer"):
+            trace.answers.append((step.index, step.text))
+        elif step.kind == "error":
+            trace.errors.append((step.index, step.text))
     return trace
