@@ -13,7 +13,7 @@ import pytest
 from rca import analyze_failures, analyze_failures_async, ingest_runs, load_failures
 from rca.backends.gemini import DEFAULT_MODEL, generation_settings
 from rca.errors import AllKeysDead, UnknownModel
-from rca.pricing import Price, price_of
+from rca.pricing import call_cost
 from rca.schema import DEFAULT_TAXONOMY, Category, Taxonomy
 from rca.testing import DEFAULT_MODELS, FakeGemini, Reply
 from tests.conftest import attempt, event, result_event, write_run
@@ -64,7 +64,8 @@ def _run(db: Path, **kw) -> "pd.DataFrame":  # noqa: F821
 
 def test_the_default_model_is_the_latest_flash_priced_and_set_up_as_gemini_3() -> None:
     assert DEFAULT_MODEL == "gemini-3.8-flash" and DEFAULT_MODEL in DEFAULT_MODELS
-    assert price_of(DEFAULT_MODEL) == Price(input=0.50, output=3.00, cached_input=0.05)
+    cost = call_cost(DEFAULT_MODEL, input_tokens=2_000_000, output_tokens=1_000_000, cached_tokens=1_000_000)
+    assert cost == pytest.approx(0.50 + 0.05 + 3.00)  # list price per 1M tokens: input, cached input, output
     settings = generation_settings(DEFAULT_MODEL)  # Gemini 3: default temperature, a thinking level
     assert "temperature" not in settings and settings["thinking_config"].thinking_level is not None
 
