@@ -112,8 +112,10 @@ def choice_fix(expected: str, got: str) -> str:
 
 
 def assertion_fix(sign: str | None, answered: str | None) -> str:
+    """`answered` is the rejected answer when the harness quotes it; `sign` the line saying what failed."""
     if answered:
         return f"Instruct the agent to confirm in the source that `{answered}` does what the task asks, not only that it exists"
     if sign:
-        return f"Instruct the agent to check its answer against the task's test before answering ({sign[:100]})"
+        cut = sign if len(sign) <= 100 else sign[:100].rsplit(" ", 1)[0] + " …"
+        return f"Instruct the agent to check its answer against the task's test before answering ({cut})"
     return "Instruct the agent to check its answer against the task's requirements before answering"

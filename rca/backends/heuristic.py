@@ -44,7 +44,7 @@ from rca.backends.fixes import (assertion_fix, choice_fix, for_agent, infra_fix,
                                 schema_fix, starved_fix)
 from rca.backends.quotes import Needle, evidence, quote_at
 from rca.backends.step_choice import (agent_of, answer_origin, candidates, decision_behind, fatal_fault, first_use,
-                                      guess_step, plan_of, reasoning_before)
+                                      guess_step, plan_of, reasoning_before, rejected)
 from rca.backends.trace_facts import HEAD, ToolResult, TraceFacts, has_identifier, read_facts
 from rca.errors import ParameterError
 from rca.schema import DEFAULT_TAXONOMY, Taxonomy, answer_model
@@ -308,7 +308,7 @@ def _logic(trace: TraceFacts, error: str) -> _Finding:
     else:
         actual = (f"It answered {answered[1]!r}, a real name but not the one the task asks for." if answered
                   else f"Its final answer (step {final}) was accepted as well-formed, then failed the harness's check.")
-        fix = assertion_fix(sign, answered[1] if answered else None)
+        fix = assertion_fix(sign, rejected(error))
     needles += [(name, final) for name in _ANSWERED.findall(error)[:1]]
     basis = ("The answer was well-formed and built on what the tools showed, but wrong" if trace.useful else
              "The answer was well-formed but wrong" if trace.answers else

@@ -71,13 +71,17 @@ def guess_step(trace: TraceFacts) -> int | None:
                 trace.final_answer())
 
 
+def rejected(error: str) -> str | None:
+    """The answer the harness rejected, when its message quotes it (a name, a class path, a value)."""
+    return next((m[1] for pattern in _REJECTED if (m := pattern.search(error))), None)
+
+
 def answer_origin(trace: TraceFacts, error: str) -> int | None:
     """The step that produced a rejected answer: the first agent step naming the rejected value, else
     the reasoning the final answer rests on, else the final answer."""
     final = trace.final_answer()
-    for pattern in _REJECTED:
-        if (m := pattern.search(error)) and (step := first_use(trace, m[1].rpartition(".")[2])) is not None:
-            return step
+    if (value := rejected(error)) and (step := first_use(trace, value.rpartition(".")[2])) is not None:
+        return step
     return reasoning_before(trace, final) if reasoning_before(trace, final) is not None else final
 
 
