@@ -6,14 +6,16 @@ rca.analyze's job, so a new backend is one small class.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from rca.prompt import user_prompt
 from rca.render import RenderedTrace
 from rca.schema import Taxonomy
+from rca.transcript import Transcript
 
 
 class AnalysisRequest(BaseModel):
@@ -21,18 +23,23 @@ class AnalysisRequest(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     failure_id: int
-    benchmark_name: str
-    suite: str | None
-    error_text: str | None
-    events: list[dict[str, Any]]
-    rendered: RenderedTrace
+    transcript: Transcript
+    rendered: RenderedTrace  # the transcript's steps within the token budget
     taxonomy: Taxonomy
+
+    @property
+    def error_text(self) -> str | None:
+        return self.transcript.outcome.error
 
     @cached_property
     def prompt(self) -> str:
         """The per-attempt prompt (rca.prompt.user_prompt), built once: estimates and the call share it."""
-        return user_prompt(benchmark_name=self.benchmark_name, suite=self.suite, error_text=self.error_text,
-                           rendered=self.rendered)
+        return user_prompt(self.transcript, self.rendered)
+
+    @cached_property
+    def prompt_hash(self) -> str:
+        """The cache key of what the model reads: task, trace, final answer and error together."""
+        return hashlib.sha256(self.prompt.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class AnalysisOutcome(BaseModel):
