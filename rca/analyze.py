@@ -26,7 +26,7 @@ from rca.backends.registry import choose_backend
 from rca.claims import claim, new_owner, release
 from rca.errors import AllKeysDead, ParameterError
 from rca.keys import KeyPool, format_summary
-from rca.pricing import estimate_cost
+from rca.pricing import Price, estimate_cost, price_known
 from rca.prompt import PROMPT_VERSION, system_instruction
 from rca.render import estimate_tokens, render_trace
 from rca.results import answer_columns, verify_evidence
@@ -59,7 +59,7 @@ class _Job:
 class _Prepared:
     request: AnalysisRequest
     est_tokens: int
-    est_cost: float
+    est_cost: float | None  # None: the model's price is unknown
     located: FailureRow | None = None  # the locator found for a row the harness wrote, to record
 
 
@@ -76,6 +76,8 @@ def analyze_failures(
     budget_usd: float | None = None,
     progress: bool = True,
     runs_dir: str | Path | None = None,
+    timeout: float = 120.0,
+    price: str | Price | None = None,
 ) -> pd.DataFrame:
     """Analyze each failed attempt in `df` (rows of load_failures) and return them with result columns.
 
@@ -85,6 +87,7 @@ def analyze_failures(
     coro = analyze_failures_async(
         df, db=db, model=model, backend=backend, taxonomy=taxonomy, concurrency=concurrency,
         force=force, dry_run=dry_run, budget_usd=budget_usd, progress=progress, runs_dir=runs_dir,
+        timeout=timeout, price=price,
     )
     try:
         asyncio.get_running_loop()
@@ -107,6 +110,8 @@ async def analyze_failures_async(
     budget_usd: float | None = None,
     progress: bool = True,
     runs_dir: str | Path | None = None,
+    timeout: float = 120.0,
+    price: str | Price | None = None,
 ) -> pd.DataFrame:
     """analyze_failures for `await`."""
     if concurrency < 1:
@@ -115,7 +120,12 @@ async def analyze_failures_async(
     if missing:
         raise ValueError(f"df lacks columns {sorted(missing)}: pass rows of rca.load_failures(...)")
     tax = resolve_taxonomy(taxonomy)
-    engine = choose_backend(backend, model, announce=progress) if isinstance(backend, str) else backend
+    user_price = Price.parse(price) if isinstance(price, str) else price
+    engine = (choose_backend(backend, model, announce=progress, timeout_s=timeout, price=user_price)
+              if isinstance(backend, str) else backend)
+    if budget_usd is not None and user_price is None and not price_known(engine.model):
+        raise ParameterError(f"budget_usd needs the price of {engine.model}, which the price data (genai-prices) does "
+                             "not know: give price='INPUT,OUTPUT' in USD per 1M tokens (--price on the command line)")
     check_taxonomy = getattr(engine, "check_taxonomy", None)  # optional Backend hook
     if check_taxonomy is not None:
         check_taxonomy(tax)  # a setup error: say so before any row, not once per row
@@ -123,7 +133,7 @@ async def analyze_failures_async(
     if not db_path.is_file():
         raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")
     if dry_run:
-        return _dry_run_frame(df, engine, tax, runs_dir)
+        return _dry_run_frame(df, engine, tax, runs_dir, user_price)
     jobs = [_Job(index, row, {"model": engine.model}) for index, row in zip(df.index, df.to_dict("records"))]
     conn = connect(db_path)
     try:
@@ -131,7 +141,7 @@ async def analyze_failures_async(
         if imported := import_unsaved(conn, db_path):
             print(f"rca: wrote {imported} answers kept aside by an earlier run ({unsaved_path(db_path)})", file=sys.stderr)
         runner = _Runner(conn, engine, tax, runs_dir=runs_dir, force=force, concurrency=concurrency,
-                         budget_usd=budget_usd, progress=progress)
+                         budget_usd=budget_usd, progress=progress, price=user_price)
         await runner.run(jobs)
         runner.save_unsaved(db_path)
         if runner.setup_error is not None:
@@ -147,7 +157,8 @@ async def analyze_failures_async(
     return out
 
 
-def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> _Prepared:
+def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str | Path | None,
+             price: Price | None = None) -> _Prepared:
     """Read one row's transcript, render it and estimate its input; raises TraceNotFound/OSError."""
     located = locate_untracked(row, runs_dir=runs_dir)
     if located is not None:
@@ -156,7 +167,7 @@ def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str 
     rendered = render_trace(transcript, budget_tokens=TRACE_BUDGET_TOKENS)
     request = AnalysisRequest(failure_id=int(row["id"]), transcript=transcript, rendered=rendered, taxonomy=tax)
     tokens = estimate_tokens(system_instruction(tax)) + estimate_tokens(request.prompt)
-    return _Prepared(request, tokens, estimate_cost(engine.model, tokens), located)
+    return _Prepared(request, tokens, estimate_cost(engine.model, tokens, price), located)
 
 
 def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -181,9 +192,10 @@ class _Runner:
     """
 
     def __init__(self, conn: sqlite3.Connection, engine: Backend, tax: Taxonomy, *, runs_dir: str | Path | None,
-                 force: bool, concurrency: int, budget_usd: float | None, progress: bool) -> None:
+                 force: bool, concurrency: int, budget_usd: float | None, progress: bool,
+                 price: Price | None = None) -> None:
         self.conn, self.engine, self.tax, self.budget = conn, engine, tax, budget_usd
-        self.runs_dir, self.force, self.progress = runs_dir, force, progress
+        self.runs_dir, self.force, self.progress, self.price = runs_dir, force, progress, price
         self.slots = asyncio.Semaphore(concurrency)
         self.spent = self.in_flight = 0.0
         self.done = self.failed = self.skipped = self.cached = 0
@@ -213,7 +225,7 @@ class _Runner:
     async def _analyze(self, job: _Job) -> None:
         async with self.slots:
             try:  # off the loop: a multi-MB trace takes tens of ms to render, and calls are in flight
-                prepared = await asyncio.to_thread(_prepare, job.row, self.engine, self.tax, self.runs_dir)
+                prepared = await asyncio.to_thread(_prepare, job.row, self.engine, self.tax, self.runs_dir, self.price)
             except (TraceNotFound, OSError) as exc:
                 job.result["analysis_error"] = f"trace not readable: {exc}"
                 self.failed += 1
@@ -232,20 +244,21 @@ class _Runner:
                 await self._check_model()
             if self.fatal is not None:
                 return self._skip(job, self.fatal)
-            if self.budget is not None and self.spent + self.in_flight + prepared.est_cost > self.budget:
+            cost = prepared.est_cost or 0.0  # unknown only without a budget (refused at the start)
+            if self.budget is not None and self.spent + self.in_flight + cost > self.budget:
                 return self._skip(job, f"budget ${self.budget:.4f} reached")
             if (holder := claim(self.conn, request.failure_id, self.owner)) is not None:
                 return self._skip(job, f"being analyzed by another process ({holder})")
             try:  # released however the call ends, an interrupt included
-                self.in_flight += prepared.est_cost
+                self.in_flight += cost
                 try:
                     outcome = await self.engine.analyze(request)
                 except AllKeysDead as exc:
                     self.fatal = str(exc)
                     return self._skip(job, str(exc))
                 finally:
-                    self.in_flight -= prepared.est_cost
-                self.spent += outcome.cost_usd
+                    self.in_flight -= cost
+                self.spent += outcome.cost_usd or 0.0
                 job.result = self._store(request, outcome)
             finally:
                 release(self.conn, request.failure_id, self.owner)
@@ -345,12 +358,14 @@ def _with_results(df: pd.DataFrame, jobs: list[_Job]) -> pd.DataFrame:
     return out
 
 
-def _dry_run_frame(df: pd.DataFrame, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None) -> pd.DataFrame:
+def _dry_run_frame(df: pd.DataFrame, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None,
+                   price: Price | None) -> pd.DataFrame:
     """Estimates only: each trace is rendered, measured and let go; a missing trace counts zero."""
-    tokens, costs = [], []
+    tokens: list[int] = []
+    costs: list[float | None] = []
     for row in df.to_dict("records"):
         try:
-            prepared = _prepare(row, engine, tax, runs_dir)
+            prepared = _prepare(row, engine, tax, runs_dir, price)
         except (TraceNotFound, OSError):
             tokens.append(0)
             costs.append(0.0)
@@ -361,8 +376,12 @@ def _dry_run_frame(df: pd.DataFrame, engine: Backend, tax: Taxonomy, runs_dir: s
     out["est_input_tokens"] = tokens
     out["est_cost_usd"] = costs
     out["model"] = engine.model
-    out.attrs["dry_run_total"] = {"rows": len(out), "input_tokens": int(sum(tokens)), "cost_usd": float(sum(costs))}
-    total = out.attrs["dry_run_total"]
-    print(f"rca dry run: {total['rows']} rows, ~{total['input_tokens']:,} input tokens, "
-          f"~${total['cost_usd']:.4f} expected with {engine.model}; no calls made", file=sys.stderr)
+    known = all(c is not None for c in costs)
+    total_cost = float(sum(c for c in costs if c is not None)) if known else None
+    out.attrs["dry_run_total"] = {"rows": len(out), "input_tokens": int(sum(tokens)), "cost_usd": total_cost}
+    cost_text = (f"~${total_cost:.4f} expected" if total_cost is not None else
+                 "cost unknown: the price data (genai-prices) does not know this model, give price='INPUT,OUTPUT' "
+                 "(--price) to estimate it")
+    print(f"rca dry run: {len(out)} rows, ~{int(sum(tokens)):,} input tokens, {cost_text} with {engine.model}; "
+          "no calls made", file=sys.stderr)
     return out

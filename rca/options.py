@@ -58,6 +58,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("dry_run", False, "estimate tokens and cost; call nothing", kind=bool, notebook=False),
     Option("budget_usd", None, "stop calling Gemini once this much is spent", kind=float, minimum=0),
     Option("taxonomy", "default", "a built-in name, or a .yaml/.json file of categories"),
+    Option("timeout", 120.0, "seconds one model request may take before it is retried", kind=float, minimum=1),
+    Option("price", None, "USD per 1M input,output tokens for a model the price data does not know, e.g. 0.5,3"),
     Option("runs_dir", None, "where to look for traces whose recorded path has moved", notebook=False),
 )
 OPTION: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -25,6 +25,7 @@ from rca.charts import analyzed, baseline_disagreements, category_order
 from rca.errors import ParameterError
 from rca.ingest import ingest_runs
 from rca.options import OPTION, number
+from rca.pricing import Price
 from rca.redact import redact
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
@@ -82,6 +83,8 @@ def prepare(
     force: bool = False,
     budget_usd: float | None = None,
     taxonomy: Any = "default",
+    timeout: float = 120.0,
+    price: str | None = None,
 ) -> pd.DataFrame:
     """The failures the report is about, analyzed when asked.
 
@@ -118,7 +121,8 @@ def prepare(
     engine = None
     if analyze:
         try:
-            engine = choose_backend(backend, model, announce=True)
+            engine = choose_backend(backend, model, announce=True, timeout_s=OPTION["timeout"].check(timeout),
+                                    price=Price.parse(price) if price else None)
         except ValueError as exc:
             raise ParameterError(str(exc)) from None
 
@@ -134,7 +138,7 @@ def prepare(
         todo = df if force else df[df["category"].isna() | (df["taxonomy"] != tax.key)]
         if len(todo):
             done = analyze_failures(todo, db=db, backend=engine, taxonomy=tax, concurrency=concurrency, force=force,
-                                    budget_usd=budget_usd, progress=False, runs_dir=runs)
+                                    budget_usd=budget_usd, progress=False, runs_dir=runs, price=price)
             errors = done["analysis_error"].dropna()
             session = {"model": engine.model, "rows": len(done), "from_cache": int(done["from_cache"].fillna(False).sum()),
                        "errors": len(errors), "first_error": errors.iloc[0] if len(errors) else None}

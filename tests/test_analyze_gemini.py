@@ -65,7 +65,7 @@ def _run(db: Path, **kw) -> "pd.DataFrame":  # noqa: F821
 def test_the_default_model_is_the_latest_flash_priced_and_set_up_as_gemini_3() -> None:
     assert DEFAULT_MODEL == "gemini-3.8-flash" and DEFAULT_MODEL in DEFAULT_MODELS
     cost = call_cost(DEFAULT_MODEL, input_tokens=2_000_000, output_tokens=1_000_000, cached_tokens=1_000_000)
-    assert cost == pytest.approx(0.50 + 0.05 + 3.00)  # list price per 1M tokens: input, cached input, output
+    assert cost == pytest.approx(0.75 + 0.075 + 3.75)  # genai-prices' list price per 1M: input, cached input, output
     settings = generation_settings(DEFAULT_MODEL)  # Gemini 3: default temperature, a thinking level
     assert "temperature" not in settings and settings["thinking_config"].thinking_level is not None
 
@@ -84,7 +84,8 @@ def test_each_row_gets_a_category_written_to_the_cache(db: Path, server: FakeGem
     schema = body["generationConfig"]["responseJsonSchema"]
     assert "root_cause_category" in schema["properties"]
     user = body["contents"][0]["parts"][0]["text"]
-    assert "<trace>" in user and "[2] tool_result" in user and "system_prompt" in user
+    assert user.index("<task>") < user.index("<trace") < user.index("<final_answer>") < user.index("<error>")
+    assert "[1] agent: call read_file(" in user and "[2] read_file -> class LlmAgent" in user and "system_prompt" in user
     assert _calls(server)[0].path.startswith(f"/v1/models/{DEFAULT_MODEL}")
 
 

@@ -11,6 +11,7 @@ from rca.backends import AnalysisRequest
 from rca.backends.gemini import GeminiBackend
 from rca.keys import AllKeysDead, KeyPool, Outcome, format_summary
 from rca.render import render_trace
+from rca.transcript import Outcome as Ending, Transcript, number_steps
 from rca.scheduler import KeyLimits, QuotaHint
 from rca.schema import DEFAULT_TAXONOMY
 from rca.testing import FakeGemini, Limits
@@ -123,10 +124,10 @@ def _requests(n: int) -> list[AnalysisRequest]:
     out = []
     for i in range(n):
         size = 400 if i % 5 else 4_000  # every fifth trace is ten times larger
-        events = [{"type": "message", "role": "model", "content": f"step {i}: " + "x" * size}]
-        out.append(AnalysisRequest(failure_id=i, benchmark_name=f"case {i}", suite=None, error_text="boom",
-                                   events=events, rendered=render_trace(events, budget_tokens=10_000),
-                                   taxonomy=DEFAULT_TAXONOMY))
+        transcript = Transcript(format="test", ref=f"case {i}", outcome=Ending(error="boom"), steps=number_steps(
+            [{"kind": "message", "role": "model", "text": f"step {i}: " + "x" * size}]))
+        out.append(AnalysisRequest(failure_id=i, transcript=transcript,
+                                   rendered=render_trace(transcript, budget_tokens=10_000), taxonomy=DEFAULT_TAXONOMY))
     return out
 
 

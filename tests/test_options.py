@@ -36,10 +36,10 @@ def test_rca_analyze_has_a_flag_per_option_with_its_default() -> None:
     assert {name: getattr(args, name) for name in DECLARED} == DECLARED
     args = build_parser().parse_args([
         "analyze", "--backend", "heuristic", "--model", "m", "--concurrency", "3", "--force", "--dry-run",
-        "--budget-usd", "0.5", "--taxonomy", "t.yaml", "--runs-dir", "runs"])
+        "--budget-usd", "0.5", "--taxonomy", "t.yaml", "--runs-dir", "runs", "--timeout", "30", "--price", "0.5,3"])
     assert {name: getattr(args, name) for name in DECLARED} == {
         "backend": "heuristic", "model": "m", "concurrency": 3, "force": True, "dry_run": True, "budget_usd": 0.5,
-        "taxonomy": "t.yaml", "runs_dir": "runs"}
+        "taxonomy": "t.yaml", "runs_dir": "runs", "timeout": 30.0, "price": "0.5,3"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [

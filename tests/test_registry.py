@@ -24,7 +24,7 @@ class Recorder:
     name = model = "recorder"
     calls: list[str] = []
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, **settings: object) -> None:
         self.calls.append(f"create {model}")
 
     def check_taxonomy(self, taxonomy: Taxonomy) -> None:

@@ -200,6 +200,7 @@ def test_notebook_has_parameters_and_no_outputs() -> None:
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and code.index(params[0]) == 1
     assert notebook_parameters() == ["db_path", "runs_dir", "run_ids", "suites", "generators", "limit", "analyze",
-                                            "backend", "model", "concurrency", "force", "budget_usd", "taxonomy"]
+                                            "backend", "model", "concurrency", "force", "budget_usd", "taxonomy",
+                                            "timeout", "price"]
     assert code[2].source.startswith("df = report.prepare(")
     assert all(len(c.source.splitlines()) <= 20 for c in code)

@@ -53,7 +53,7 @@ class AnalysisOutcome(BaseModel):
     output_tokens: int = 0
     thinking_tokens: int = 0
     cached_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: the model's price is unknown
     latency_s: float = 0.0
 
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from rca.backends import AnalysisOutcome, AnalysisRequest
 from rca.errors import AllKeysDead, ParameterError, UnknownModel
 from rca.keys import KeyPool, KeySource, Lease, Outcome
-from rca.pricing import call_cost
+from rca.pricing import Price, call_cost
 from rca.prompt import repair_prompt, system_instruction
 from rca.render import estimate_tokens
 from rca.scheduler import QuotaHint
@@ -93,12 +93,12 @@ def generation_config(model: str, taxonomy: Taxonomy) -> types.GenerateContentCo
     )
 
 
-def from_env(model: str | None = None) -> GeminiBackend:
+def from_env(model: str | None = None, *, timeout_s: float = TIMEOUT_S, price: Price | None = None) -> GeminiBackend:
     """The registry's factory: keys from the environment; the model given, else $RCA_MODEL, else DEFAULT_MODEL."""
     keys = KeyPool.from_env()
     if keys is None:
         raise ParameterError("backend='gemini' needs an API key: set GEMINI_API_KEY (or GEMINI_API_KEYS for several)")
-    return GeminiBackend(model or os.environ.get("RCA_MODEL") or DEFAULT_MODEL, keys)
+    return GeminiBackend(model or os.environ.get("RCA_MODEL") or DEFAULT_MODEL, keys, timeout_s=timeout_s, price=price)
 
 
 class GeminiBackend:
@@ -106,8 +106,10 @@ class GeminiBackend:
 
     name = "gemini"
 
-    def __init__(self, model: str, keys: KeySource, *, base_url: str | None = None, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, model: str, keys: KeySource, *, base_url: str | None = None, timeout_s: float = TIMEOUT_S,
+                 price: Price | None = None) -> None:
         self.model = model
+        self.price = price  # the user's price, for a model the price data does not know
         self.keys = keys
         self._base_url = base_url
         self._timeout_ms = int(timeout_s * 1000)
@@ -199,7 +201,7 @@ class GeminiBackend:
             outcome.error = self.keys.scrub(f"{type(exc).__name__}: {exc}")
         outcome.input_tokens, outcome.output_tokens = usage.input_tokens, usage.output_tokens
         outcome.thinking_tokens, outcome.cached_tokens = usage.thinking_tokens, usage.cached_tokens
-        outcome.cost_usd = call_cost(self.model, **vars(usage))
+        outcome.cost_usd = call_cost(self.model, **vars(usage), price=self.price)
         outcome.latency_s = round(time.perf_counter() - started, 3)
         return outcome
 

@@ -392,6 +392,6 @@ class HeuristicBackend:
         return AnalysisOutcome(answer=answer, latency_s=time.perf_counter() - started)
 
 
-def from_env(model: str | None = None) -> HeuristicBackend:
-    """The registry's factory. The rules need no key and read no model, so `model` is not used."""
+def from_env(model: str | None = None, **settings: object) -> HeuristicBackend:
+    """The registry's factory. The rules need no key, model, timeout or price: all are ignored."""
     return HeuristicBackend()

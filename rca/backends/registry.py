@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import Any
 
 from rca.backends import Backend
 from rca.errors import ParameterError
@@ -27,25 +28,26 @@ def backend_names() -> tuple[str, ...]:
     return (AUTO, *FACTORIES)
 
 
-def create_backend(name: str, model: str | None = None) -> Backend:
-    """The backend registered as `name`, built by its factory."""
+def create_backend(name: str, model: str | None = None, **settings: Any) -> Backend:
+    """The backend registered as `name`, built by its factory with the call's settings
+    (`timeout_s`, `price`; a backend without a use for one ignores it)."""
     if name not in FACTORIES:
         raise ParameterError(f"unknown backend {name!r}: use one of {', '.join(map(repr, backend_names()))}")
     module, attribute = FACTORIES[name].split(":")
-    backend: Backend = getattr(import_module(module), attribute)(model)
+    backend: Backend = getattr(import_module(module), attribute)(model, **settings)
     return backend
 
 
-def choose_backend(name: str, model: str | None, *, announce: bool = True) -> Backend:
+def choose_backend(name: str, model: str | None, *, announce: bool = True, **settings: Any) -> Backend:
     """The backend a call asked for; "auto" is Gemini when a key is set, else the heuristic, said once on stderr."""
     if name != AUTO:
-        return create_backend(name, model)
+        return create_backend(name, model, **settings)
     keys = KeyPool.from_env()
     if keys is None:
         if announce:
             print("rca: no Gemini API key set (GEMINI_API_KEY); using the offline heuristic analyzer", file=sys.stderr)
-        return create_backend("heuristic", model)
-    engine = create_backend("gemini", model)
+        return create_backend("heuristic", model, **settings)
+    engine = create_backend("gemini", model, **settings)
     if announce:
         print(f"rca: analyzing with Gemini {engine.model} ({len(keys)} key{'s' * (len(keys) > 1)})", file=sys.stderr)
     return engine
