@@ -22,6 +22,7 @@ from rca.errors import FormatError
 
 TRACE_FILE_NAMES = ("trace.jsonl", "trace.yaml")
 MAX_RECORD_BYTES = 64 << 20  # real records reach tens of MB (whole files read by an agent)
+_PIECE = 1 << 20
 MAX_ALIAS_EXPANSION = 10  # a YAML document may expand its aliases to 10x its own nodes
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -73,18 +74,22 @@ def iter_records(path: Path, *, start: int = 0, line: int = 1) -> Iterator[Recor
 
 
 def _lines(f: IO[bytes]) -> Iterator[tuple[bytes, int]]:
-    """(line, its length) per line; a line over MAX_RECORD_BYTES comes as (b"", length), never held."""
-    while raw := f.readline(MAX_RECORD_BYTES + 1):
-        if len(raw) <= MAX_RECORD_BYTES or raw.endswith(b"\n"):
-            yield raw, len(raw)
+    """(line, its length) per line, read in pieces of at most 1 MiB; a line over MAX_RECORD_BYTES
+    comes as (b"", length) and is never held whole."""
+    while piece := f.readline(_PIECE):
+        if piece.endswith(b"\n") or len(piece) < _PIECE:
+            yield piece, len(piece)  # the common case: a whole line in one read
             continue
-        size = len(raw)
-        del raw
-        while piece := f.readline(1 << 20):
+        pieces, size = [piece], len(piece)
+        while (piece := f.readline(_PIECE)):
             size += len(piece)
+            if size <= MAX_RECORD_BYTES:
+                pieces.append(piece)
+            elif pieces:
+                pieces.clear()  # too large to hold: from here on only its length is counted
             if piece.endswith(b"\n"):
                 break
-        yield b"", size
+        yield (b"".join(pieces), size) if size <= MAX_RECORD_BYTES else (b"", size)
 
 
 def _json_lines(path: Path, f: IO[bytes], offset: int, number: int) -> Iterator[Record]:
