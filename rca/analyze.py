@@ -227,7 +227,7 @@ class _Runner:
             try:  # off the loop: a multi-MB trace takes tens of ms to render, and calls are in flight
                 prepared = await asyncio.to_thread(_prepare, job.row, self.engine, self.tax, self.runs_dir, self.price)
             except (TraceNotFound, OSError) as exc:
-                job.result["analysis_error"] = f"trace not readable: {exc}"
+                job.result["analysis_error"] = self._record_error(int(job.row["id"]), f"trace not readable: {exc}")
                 self.failed += 1
                 return self._tick()
             request = prepared.request
@@ -313,6 +313,20 @@ class _Runner:
                 raise
             self.unsaved.append(record)  # paid for: never dropped (save_unsaved)
         return _result_from_record(asdict(record))
+
+    def _record_error(self, failure_id: int, error: str) -> str:
+        """A row that failed before any call still leaves its reason in the history, for reports and `rca run`."""
+        record = AnalysisRecord(
+            failure_id=failure_id, model=self.engine.model, taxonomy=self.tax.key, prompt_version=PROMPT_VERSION,
+            trace_hash="", category=None, analysis=None, confidence=None, evidence_total=0, evidence_verified=0,
+            input_tokens=0, output_tokens=0, thinking_tokens=0, cached_tokens=0, cost_usd=0.0, latency_s=0.0,
+            error=error, raw_response=None, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        try:
+            record_analysis(self.conn, record)
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+        return error
 
     def save_unsaved(self, db: Path) -> None:
         """Write the answers the locked cache refused; what still cannot be written is kept beside it."""

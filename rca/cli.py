@@ -28,7 +28,7 @@ DEFAULT_RUNS = "benchmark_runs"
 DEFAULT_REPORTS = "reports"
 
 EPILOG = """\
-exit codes: 0 ok, 1 a step failed (notebook cell, analyzer), 2 bad usage or input.
+exit codes: 0 ok, 1 a step failed (notebook cell, analyzer) or rows were left without an answer, 2 bad usage or input.
 
 quickstart:
   rca run --demo                 demo runs -> analysis -> reports/root_cause_analysis.{ipynb,html}
@@ -116,10 +116,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.dry_run:  # analyze_failures has printed the estimate
         return EXIT_OK
     _print_categories(out, "failed attempts")
-    errors = out["analysis_error"].dropna()
-    if len(errors):
-        print(f"  {len(errors)} not analyzed; first: {errors.iloc[0]}")
-    return EXIT_OK
+    return _report_failures(out["analysis_error"])
+
+
+def _report_failures(errors: Any) -> int:
+    """Rows without an answer make the command fail, after saying how many and why."""
+    from rca.results import failure_summary
+
+    summary = failure_summary(errors)
+    if not summary:
+        return EXIT_OK
+    print(summary, file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _print_categories(df: Any, what: str) -> None:
@@ -169,9 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"analyzer: {_analyzer_label(params)}")
     code = _execute(args.db, str(runs), params, args)
     if code == EXIT_OK:
-        from rca.store import load_failures
+        from rca.store import load_failures, unanswered_errors
 
         _print_categories(load_failures(args.db), "failed attempts in the cache")
+        code = _report_failures(unanswered_errors(args.db))
     return code
 
 

@@ -65,3 +65,25 @@ def _parse(value: object) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def reason_of(error: str) -> str:
+    """What kind of failure an analysis error is: its leading phrase, without the row's details."""
+    head = error.strip().splitlines()[0] if error.strip() else "unknown error"
+    for sep in (": ", " ("):
+        if 0 < head.find(sep) <= 60:
+            return head[: head.find(sep)]
+    return head[:60]
+
+
+def failure_summary(errors: pd.Series) -> str:
+    """Rows that ended without an answer, grouped by reason, most frequent first, each with an example."""
+    errors = errors.dropna()
+    if errors.empty:
+        return ""
+    reasons = errors.map(reason_of)
+    lines = [f"{len(errors)} row{'s' * (len(errors) != 1)} without an answer:"]
+    for reason, n in reasons.value_counts().items():
+        example = errors[reasons == reason].iloc[0]
+        lines.append(f"  {n:>5}  {reason}" + (f"  (e.g. {example[:160]})" if example != reason else ""))
+    return "\n".join(lines)

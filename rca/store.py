@@ -326,6 +326,19 @@ def load_failures(
     return frame
 
 
+def unanswered_errors(db: str | Path) -> pd.Series:
+    """The latest analysis error of each failure that has no answer, by failure id."""
+    conn = connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT a.failure_id, a.error FROM analyses a JOIN failures f ON f.id = a.failure_id "
+            "WHERE f.llm_root_cause IS NULL AND a.id = (SELECT max(id) FROM analyses WHERE failure_id = a.failure_id)"
+        ).fetchall()
+    finally:
+        conn.close()
+    return pd.Series({int(r[0]): r[1] for r in rows if r[1]}, dtype=object)
+
+
 def _parse_tags(value: object) -> list[str]:
     """error_type as a list; tolerant of hand-made caches that hold plain text."""
     if not isinstance(value, str) or not value:

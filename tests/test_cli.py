@@ -160,3 +160,33 @@ def test_a_missing_notebook_file_is_a_usage_error(work: Path, capsys: pytest.Cap
     assert main(["report", "--notebook", "nope.ipynb", "--output-dir", "out"]) == EXIT_USAGE
     assert "notebook not found: nope.ipynb" in capsys.readouterr().err
     assert not (work / "out").exists()
+
+
+def test_rows_left_without_an_answer_fail_the_command_with_reasons(tmp_path: Path, capsys) -> None:
+    from rca.cli import main
+    from tests.conftest import result_event, write_run
+
+    runs = tmp_path / "runs"
+    write_run(runs, "r1", [result_event(f"{i}: case") for i in range(3)])
+    db = tmp_path / "c.db"
+    assert main(["ingest", str(runs), "--db", str(db)]) == 0
+    (runs / "r1" / "trace.jsonl").unlink()  # the traces are gone: no row can be analyzed
+    capsys.readouterr()
+    assert main(["analyze", "--db", str(db), "--backend", "heuristic"]) == 1
+    err = capsys.readouterr().err
+    assert "3 rows without an answer:" in err and "3  trace not readable" in err
+
+
+def test_unanswered_rows_keep_their_reason_in_the_cache(tmp_path: Path) -> None:
+    from rca.cli import main
+    from rca.store import unanswered_errors
+    from tests.conftest import result_event, write_run
+
+    runs = tmp_path / "runs"
+    write_run(runs, "r1", [result_event("0: case"), result_event("1: case")])
+    db = tmp_path / "c.db"
+    main(["ingest", str(runs), "--db", str(db)])
+    (runs / "r1" / "trace.jsonl").unlink()
+    main(["analyze", "--db", str(db), "--backend", "heuristic"])
+    errors = unanswered_errors(db)
+    assert sorted(errors.index) == [1, 2] and all(e.startswith("trace not readable") for e in errors)
