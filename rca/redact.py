@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-from rca.secret_patterns import RULES, fold, marker
+from rca.secret_patterns import RULES, fold, marker, present_triggers
 
 __all__ = ["add_secrets", "marker", "redact"]
 
@@ -57,8 +57,8 @@ def add_secrets(secrets: Iterable[str]) -> None:
 def redact(text: str) -> str:
     """`text` with every registered secret and every secret of a known kind replaced by `[REDACTED:<kind>]`.
 
-    Each pass runs only when a cheap substring test says it can match, so secret-free
-    text (the common case) costs a few `in` scans, and nothing more when no key is registered.
+    Each pattern runs only when its trigger literals occur, all found in one pass, so
+    secret-free text (the common case) costs that one scan, and nothing more when no key is registered.
     """
     if not text:
         return text
@@ -66,8 +66,11 @@ def redact(text: str) -> str:
         if form in text:
             text = text.replace(form, marker("api_key"))
     folded = fold(text)
+    present = present_triggers(folded)
+    if not present:
+        return text
     for rule in RULES:
-        if rule.wanted(folded):
+        if rule.wanted(present):
             redacted = rule.sub(text, folded)
             if redacted is not text:
                 text, folded = redacted, fold(redacted)

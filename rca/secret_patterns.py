@@ -5,7 +5,8 @@ Rules run in table order, so a specific kind is named before a generic rule can 
 marker, which also makes redact() idempotent.
 
 Speed, on multi-MB traces: a rule runs only when one of its trigger literals occurs in the
-lowercased text; every pattern starts with a literal, so the engine skips to its candidates
+lowercased text, and all triggers are found in one Aho-Corasick pass (ahocorasick-rs: one scan
+for the ~40 literals, not ~40 scans); every pattern starts with a literal, so the engine skips to its candidates
 (a case-insensitive rule matches lowercase literals in the lowercased text instead of using
 re.IGNORECASE, which would try every position); what lies left of a match (is the token
 inside a longer word? what is the whole name?) is looked at only for a match; and character
@@ -18,6 +19,8 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ahocorasick_rs import AhoCorasick
 
 MARKER_PREFIX = "[REDACTED:"
 
@@ -44,12 +47,9 @@ class Rule:
     replace: Replacer  # reads what it keeps from `text` by position: the match may be in the folded copy
     folded: bool = False  # case-insensitive: `regex` is lowercase and runs on the folded text
 
-    def wanted(self, folded: str) -> bool:
-        """Whether one of the triggers is in `folded` (a loop: any() over a generator costs more on short text)."""
-        for trigger in self.triggers:
-            if trigger in folded:
-                return True
-        return False
+    def wanted(self, present: set[str]) -> bool:
+        """Whether one of the triggers is among those found in the text (present_triggers)."""
+        return not present.isdisjoint(self.triggers)
 
     def sub(self, text: str, folded: str) -> str:
         """`text` with each match replaced; `folded` is fold(text)."""
@@ -191,3 +191,11 @@ RULES: tuple[Rule, ...] = (
     _named(("password", "passwd", "secret", "token", "api_key", "apikey"),
            "password|passwd|secret_key|secret|token|api_key|apikey", _SECRET_KIND.__getitem__, env_style_bare=True),
 )
+
+
+_TRIGGERS = AhoCorasick(sorted({trigger for rule in RULES for trigger in rule.triggers}))
+
+
+def present_triggers(folded: str) -> set[str]:
+    """Every trigger literal that occurs in `folded`, overlapping ones included, in one pass."""
+    return set(_TRIGGERS.find_matches_as_strings(folded, overlapping=True))
