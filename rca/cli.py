@@ -84,9 +84,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from rca.ingest import ingest_runs
 
     runs = Path(args.runs_dir)
-    if not runs.is_dir():
-        raise InputError(f"no runs folder at {runs}: pass the folder holding <run_id>/trace.jsonl (or `rca demo {runs}`)")
-    print(ingest_runs(runs, args.db))
+    if not runs.exists():
+        raise InputError(f"no runs folder or trace file at {runs}: pass the folder holding <run_id>/trace.jsonl, "
+                         f"a trace file or a folder of them (or `rca demo {runs}`)")
+    print(ingest_runs(runs, args.db, format=args.format))
     return EXIT_OK
 
 
@@ -223,6 +224,13 @@ class _Command(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+def _format_option(p: argparse.ArgumentParser) -> None:
+    from rca.formats import FORMATS
+
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                   help="auto (default): the harness's runs folder, else each file by its content")
+
+
 def _analysis_options(p: argparse.ArgumentParser) -> None:
     from rca.options import OPTIONS
 
@@ -264,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("ingest", help="read failed attempts from run folders into the cache",
-                       description="Scan RUNS_DIR/<run_id>/trace.{jsonl,yaml}; runs already ingested are skipped.")
-    p.add_argument("runs_dir", nargs="?", default=DEFAULT_RUNS, help=f"(default: {DEFAULT_RUNS})")
+    p = sub.add_parser("ingest", help="read failed attempts from run folders or trace files into the cache",
+                       description="Read PATH into the cache: the harness's runs folder (PATH/<run_id>/trace.{jsonl,yaml}) "
+                                   "run by run, or any file or folder of other agents' traces, each file in the format "
+                                   "that recognizes it. What was read already is skipped.", late=_format_option)
+    p.add_argument("runs_dir", nargs="?", default=DEFAULT_RUNS, metavar="PATH", help=f"(default: {DEFAULT_RUNS})")
     p.add_argument("--db", default=DEFAULT_DB, help=f"the cache (default: {DEFAULT_DB}; created if missing)")
     p.set_defaults(func=cmd_ingest)
 

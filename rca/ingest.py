@@ -1,7 +1,7 @@
-"""Ingest: benchmark run folders -> one `failures` row per failed attempt.
+"""Ingest: benchmark runs and other agents' traces -> one `failures` row per failed attempt.
 
-The format adapter (rca.formats) streams each run file record by record and writes rows in small batches, so memory
-stays flat on multi-GB files and an interrupted ingest resumes without duplicates
+The format adapter (rca.formats) streams each file record by record and rows are written in
+small batches, so memory stays flat on multi-GB files and an interrupted ingest resumes without duplicates
 (rows are unique on run, record offset and attempt). Bad input never stops the batch:
 each problem becomes an IngestIssue naming the file and line.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from rca.formats import IngestIssue, Progress, get_format
+from rca.formats import FORMATS, Format, IngestIssue, Progress, detect_format, get_format
 from rca.formats.harness.records import find_trace_file
 from rca.store import (DEFAULT_DB, FailureRow, connect, insert_failures, load_progress, mark_processed, processed_runs,
                        save_progress, transaction)
@@ -45,58 +45,108 @@ class IngestSummary(BaseModel):
 
 
 def ingest_runs(
-    runs_dir: str | Path, db: str | Path = DEFAULT_DB, *, since: datetime | None = None
+    path: str | Path, db: str | Path = DEFAULT_DB, *, format: str = "auto", since: datetime | None = None
 ) -> IngestSummary:
-    """Scan `<runs_dir>/<run_id>/trace.{jsonl,yaml}` into the cache.
+    """Read failed attempts from `path` (a file or a folder) into the cache.
 
-    A run is done once its run_end event has been read; until then each ingest reads on from
-    where the last one stopped, so a run still being written loses nothing and counts nothing
-    twice. A run already done is skipped. `since` keeps runs whose trace file changed at or
-    after that time. Nothing in a file stops the others: every problem is an issue in the summary.
+    The harness's runs folder, `<path>/<run_id>/trace.{jsonl,yaml}`, is read run by run: a run is
+    done once its run_end event has been read, and until then each ingest reads on from where the
+    last one stopped. Any other input is read file by file, each by the format that recognizes
+    it (`format="auto"`) or the one named; a file nothing recognizes is an issue that says which
+    formats were tried. Nothing in a file stops the others: every problem is an issue in the
+    summary. `since` keeps sources changed at or after that time.
     """
-    root = Path(runs_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"runs folder not found: {root}")
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"runs folder not found: {root}" if format in ("auto", "harness") else f"not found: {root}")
+    if format != "auto":
+        get_format(format)  # an unknown name fails before anything is read
     started = time.perf_counter()
     summary = IngestSummary()
     conn = connect(db)
-    seen: dict[Path, str] = {}
     try:
-        done = processed_runs(conn)
-        for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            summary.runs_found += 1
-            real = run_dir.resolve()
-            if real in seen:
-                summary.issues.append(IngestIssue(path=str(run_dir), message=f"the same folder as run {seen[real]} "
-                                                  f"({real}); not ingested twice"))
-                continue
-            seen[real] = run_dir.name
-            if run_dir.name in done:
-                summary.runs_skipped += 1
-                continue
-            trace = find_trace_file(run_dir)
-            if trace is None:
-                summary.issues.append(IngestIssue(path=str(run_dir), message="no trace.jsonl or trace.yaml in run folder"))
-                continue
-            try:
-                if since is not None and _mtime(trace) < since:
-                    continue
-                _ingest_file(conn, run_dir.name, trace, summary)
-            except OSError as exc:
-                summary.issues.append(IngestIssue(path=str(trace), message=f"cannot read: {exc.strerror or exc}"))
+        if format == "harness" or (format == "auto" and _harness_runs(root)):
+            _ingest_harness_runs(conn, root, since, summary)
+        else:
+            _ingest_files(conn, root, format, since, summary)
     finally:
         conn.close()
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 
 
+def _harness_runs(root: Path) -> bool:
+    """A folder of run folders, as the harness writes them (or an empty folder, to be filled by it)."""
+    if not root.is_dir():
+        return False
+    folders = [p for p in root.iterdir() if p.is_dir()]
+    return not any(p.is_file() for p in root.iterdir()) or any(find_trace_file(p) for p in folders)
+
+
+def _ingest_harness_runs(conn: sqlite3.Connection, root: Path, since: datetime | None, summary: IngestSummary) -> None:
+    done = processed_runs(conn)
+    seen: dict[Path, str] = {}
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        summary.runs_found += 1
+        real = run_dir.resolve()
+        if real in seen:
+            summary.issues.append(IngestIssue(path=str(run_dir), message=f"the same folder as run {seen[real]} "
+                                              f"({real}); not ingested twice"))
+            continue
+        seen[real] = run_dir.name
+        if run_dir.name in done:
+            summary.runs_skipped += 1
+            continue
+        trace = find_trace_file(run_dir)
+        if trace is None:
+            summary.issues.append(IngestIssue(path=str(run_dir), message="no trace.jsonl or trace.yaml in run folder"))
+            continue
+        try:
+            if since is not None and _mtime(trace) < since:
+                continue
+            _ingest_source(conn, get_format("harness"), run_dir.name, run_dir.name, trace, summary)
+        except OSError as exc:
+            summary.issues.append(IngestIssue(path=str(trace), message=f"cannot read: {exc.strerror or exc}"))
+
+
+def _ingest_files(conn: sqlite3.Connection, root: Path, format: str, since: datetime | None,
+                  summary: IngestSummary) -> None:
+    files = [root] if root.is_file() else sorted(
+        p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    seen: set[Path] = set()
+    for file in files:
+        real = file.resolve()
+        if real in seen:
+            continue  # a symlink to a file already read
+        seen.add(real)
+        summary.runs_found += 1
+        try:
+            if since is not None and _mtime(file) < since:
+                continue
+            adapter = get_format(format) if format != "auto" else detect_format(file)
+            if adapter is None:
+                tried = ", ".join(name for name in FORMATS if name != "harness")
+                summary.issues.append(IngestIssue(path=str(file), message=f"no format recognizes this file (tried {tried})"))
+                continue
+            key = f"{adapter.name}:{real}"  # a file's progress is kept under its format and path
+            if (stored := load_progress(conn, key, file)) is not None and stored["finished"] \
+                    and stored["offset"] == file.stat().st_size:
+                summary.runs_skipped += 1
+                continue
+            _ingest_source(conn, adapter, key, file.stem, file, summary)
+        except OSError as exc:
+            summary.issues.append(IngestIssue(path=str(file), message=f"cannot read: {exc.strerror or exc}"))
+
+
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
-def _ingest_file(conn: sqlite3.Connection, run_id: str, path: Path, summary: IngestSummary) -> None:
-    stored = load_progress(conn, run_id, path)
-    resume = Progress(**stored) if stored else None
+def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: str, path: Path,
+                   summary: IngestSummary) -> None:
+    """One run file (or any source file) through its adapter: rows in batches, then its progress."""
+    stored = load_progress(conn, key, path)
+    resume = Progress(**stored) if stored and not stored["finished"] else None
     batch: list[FailureRow] = []
     batch_bytes = 0
     refused = False
@@ -111,7 +161,7 @@ def _ingest_file(conn: sqlite3.Connection, run_id: str, path: Path, summary: Ing
             batch, batch_bytes = [], 0
 
     progress = resume or Progress()
-    for item in get_format("harness").failures(path, run_id, resume):
+    for item in adapter.failures(path, run_id, resume):
         if isinstance(item, Progress):
             progress = item
         elif isinstance(item, IngestIssue):
@@ -122,16 +172,19 @@ def _ingest_file(conn: sqlite3.Connection, run_id: str, path: Path, summary: Ing
             if len(batch) >= _BATCH_ROWS or batch_bytes >= _BATCH_BYTES:
                 flush()
     flush()
-    if progress.offset == 0 and path.stat().st_size == 0:
+    size = path.stat().st_size
+    if progress.offset == 0 and size == 0:
         summary.issues.append(IngestIssue(path=str(path), message="empty trace file"))
         return
-    summary.bytes_read += max(0, progress.offset - (resume.offset if resume else 0))
+    summary.bytes_read += max(0, (progress.offset or size) - (resume.offset if resume else 0))
     summary.runs_ingested += 1
     if refused:  # read again next time, once the user's schema accepts the rows
         return
+    if progress.finished and not progress.offset:
+        progress = progress.model_copy(update={"offset": size})  # read whole: unchanged while its size is
     with transaction(conn):
-        save_progress(conn, run_id, path, **progress.model_dump())
-        if progress.finished:
+        save_progress(conn, key, path, **progress.model_dump())
+        if progress.finished and adapter.name == "harness":
             mark_processed(conn, run_id)
 
 

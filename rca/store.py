@@ -161,11 +161,12 @@ def mark_processed(conn: sqlite3.Connection, run_id: str) -> None:
 def load_progress(conn: sqlite3.Connection, run_id: str, path: Path) -> dict[str, Any] | None:
     """Where the last ingest of this run's file stopped; None when the file was replaced since
     (another path, or shorter than where reading stopped) and must be read from the start."""
-    row = conn.execute("SELECT path, byte_offset, line, state FROM ingest_progress WHERE run_id = ?",
+    row = conn.execute("SELECT path, byte_offset, line, state, finished FROM ingest_progress WHERE run_id = ?",
                        (run_id,)).fetchone()
     if row is None or row["path"] != str(path.resolve()) or path.stat().st_size < row["byte_offset"]:
         return None
-    return {"offset": row["byte_offset"], "line": row["line"], "state": json.loads(row["state"] or "{}")}
+    return {"offset": row["byte_offset"], "line": row["line"], "state": json.loads(row["state"] or "{}"),
+            "finished": bool(row["finished"])}
 
 
 def save_progress(conn: sqlite3.Connection, run_id: str, path: Path, *, offset: int, line: int,

@@ -71,7 +71,7 @@ def test_ingest_then_again_skips_done_runs(tmp_path: Path, demo_db: Path, capsys
     assert "3 already done" in capsys.readouterr().out
     assert main(["ingest", str(tmp_path / "missing"), "--db", str(db)]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert err.startswith("rca ingest: error: no runs folder at") and "Traceback" not in err
+    assert err.startswith("rca ingest: error: no runs folder or trace file at") and "Traceback" not in err
 
 
 def test_analyze_offline_with_filters_and_dry_run(work: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,7 +51,8 @@ class Format(Protocol):
     name: str
 
     def detect(self, path: Path) -> bool:
-        """Whether this adapter reads `path` (a run folder or a file)."""
+        """Whether this adapter reads `path` (a run folder or a file), judged from at most its
+        first 64 KiB: auto-detection asks every adapter about every file."""
 
     def failures(self, path: Path, run_id: str, resume: Progress | None = None
                  ) -> Iterator[FailureRow | IngestIssue | Progress]:
@@ -70,6 +71,14 @@ def get_format(name: str) -> Format:
     if name not in FORMATS:
         raise ParameterError(f"unknown format {name!r}: use one of {sorted(FORMATS)}")
     return importlib.import_module(FORMATS[name]).ADAPTER  # type: ignore[no-any-return]
+
+
+def detect_format(path: Path) -> Format | None:
+    """The adapter that recognizes a file by its content (each sniffs at most its first bytes), if any."""
+    for name in FORMATS:
+        if name != "harness" and get_format(name).detect(path):
+            return get_format(name)
+    return None
 
 
 def format_of(row: Mapping[str, Any]) -> Format:

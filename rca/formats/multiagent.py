@@ -82,13 +82,13 @@ def _logs(path: Path) -> list[Path]:
 
 
 def detect(path: Path) -> bool:
-    """A .json log with a `history` list, or a folder holding one."""
+    """A .json file whose first 64 KiB show a JSON object with a `history` list (or a folder of them)."""
     for file in _logs(path):
-        try:
-            _load(file)
-            return True
-        except FormatError:
-            continue
+        if file.suffix == ".json":
+            with file.open("rb") as f:
+                head = f.read(64 << 10)
+            if head.lstrip().startswith(b"{") and re.search(rb'"history"\s*:\s*\[', head):
+                return True
     return False
 
 
