@@ -73,7 +73,7 @@ def user_prompt(transcript: Transcript, rendered: RenderedTrace) -> str:
     about.append(f"Agents in the trace: {', '.join(agents)}" if len(agents) > 1 else
                  f"One agent acts: {agents[0]}" if agents else None)
     return "\n".join([
-        *(line for line in about if line),
+        *(redact(line) for line in about if line),
         "",
         f"<task>\n{_section(transcript.task, TASK_CHARS, '(the task was not recorded)')}\n</task>",
         "",
@@ -92,5 +92,5 @@ def repair_prompt(problem: str) -> str:
     """Sent once after an answer that failed validation."""
     return (
         "Your previous answer did not match the required JSON schema: "
-        f"{problem[:1000]}\nAnswer again with a single JSON object that matches the schema exactly."
+        f"{redact(problem[:1000])}\nAnswer again with a single JSON object that matches the schema exactly."
     )

@@ -271,3 +271,15 @@ def test_a_key_where_the_prompt_cuts_a_long_section_is_redacted_whole(section: s
     body = prompt.split(f"<{section}>\n")[1].split(f"\n</{section}>")[0]
     assert "[cut " in body and len(body) <= limit
     assert "AIza" not in prompt and marker("google_api_key") in body
+
+
+def test_every_line_of_the_prompt_is_redacted() -> None:
+    from rca.prompt import repair_prompt, user_prompt
+    from rca.render import render_trace
+    from rca.transcript import Transcript
+
+    secret = "sk-proj-" + "a1" * 12
+    transcript = Transcript(format="t", ref="r", metadata={"benchmark_name": f"case with {secret}", "suite": secret})
+    prompt = user_prompt(transcript, render_trace(transcript))
+    assert secret not in prompt and "[REDACTED:secret_key]" in prompt
+    assert secret not in repair_prompt(f"field 'x' got {secret}")
