@@ -181,6 +181,44 @@ def test_server_errors(server: FakeGemini) -> None:
     assert server.stats().errors == 2
 
 
+def test_a_bare_429_names_no_quota_and_no_delay(server: FakeGemini) -> None:
+    """Shared capacity short: 429 RESOURCE_EXHAUSTED with neither QuotaFailure nor RetryInfo."""
+    server.script([Reply.resource_exhausted()])
+    with pytest.raises(errors.ClientError) as caught:
+        generate(client_for(server))
+    assert (caught.value.code, caught.value.status) == (429, "RESOURCE_EXHAUSTED")
+    assert caught.value.message == "Resource has been exhausted (e.g. check quota)."
+    assert "details" not in caught.value.details["error"]
+    assert server.stats().rate_limited == 1
+
+
+@pytest.mark.parametrize("stage", ["request", "body"])
+def test_a_reset_connection_is_a_transport_error(server: FakeGemini, stage: str) -> None:
+    server.script([Reply.reset(stage=stage)])
+    with pytest.raises(Exception) as caught:
+        generate(client_for(server))
+    assert not isinstance(caught.value, errors.APIError) and type(caught.value).__module__.startswith("httpx")
+    assert server.requests[-1].status == 0 and server.stats().errors == 1  # recorded as no answer
+    Diagnosis.model_validate_json(generate(client_for(server)).text)  # the server itself is fine
+
+
+def test_random_faults_answer_their_share_of_calls_reproducibly() -> None:
+    def statuses(seed: int) -> list[int]:
+        with FakeGemini(faults=[(0.3, Reply.resource_exhausted()), (0.1, Reply.error(503))], seed=seed) as fake:
+            fake.script([Reply.ok()] * 5)  # scripted steps come first and draw nothing
+            client = client_for(fake)
+            for _ in range(205):
+                try:
+                    generate(client)
+                except errors.APIError:
+                    pass
+            return [r.status for r in fake.requests]
+
+    first = statuses(1)
+    assert first[:5] == [200] * 5 and statuses(1) == first != statuses(2)
+    assert 40 <= first.count(429) <= 80 and 8 <= first.count(503) <= 35
+
+
 def test_malformed_body_surfaces_as_a_json_error(server: FakeGemini) -> None:
     server.script([Reply.malformed()])
     with pytest.raises(json.JSONDecodeError):  # the SDK json.loads the 200 body itself, unwrapped

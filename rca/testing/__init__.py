@@ -12,7 +12,8 @@ using ``genai.Client`` unmodified and only its ``base_url`` changes::
         assert server.stats("k1").rate_limited == 1
 """
 
-from rca.testing._replies import Latency, Limits, Reply
+from rca.testing._quota import Limits
+from rca.testing._replies import Latency, Reply
 from rca.testing._schema import enum_paths, synthesize, violate
 from rca.testing._server import DEFAULT_MODELS, FakeGemini, RecordedRequest, Stats
 

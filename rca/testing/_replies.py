@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from rca.testing._http import Out, json_out
+from rca.testing._quota import Quota
 from rca.testing._schema import Chooser, Violation, synthesize, violate
 
 AnswerFn = Callable[[dict[str, Any], "str | None"], Any]
@@ -40,9 +42,9 @@ _MESSAGES = {
     504: "The request timed out. Please try again.",
 }
 _BAD_KEY = "API key not valid. Please pass a valid API key."
+_CAPACITY = "Resource has been exhausted (e.g. check quota)."  # a 429 that names no quota
 RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
 
-Quota = Literal["rpm", "tpm", "rpd"]
 _QUOTAS: dict[str, tuple[str, str]] = {
     "rpm": ("generativelanguage.googleapis.com/generate_content_free_tier_requests",
             "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
@@ -51,15 +53,6 @@ _QUOTAS: dict[str, tuple[str, str]] = {
     "tpm": ("generativelanguage.googleapis.com/generate_content_free_tier_input_token_count",
             "GenerateContentInputTokensPerModelPerMinute-FreeTier"),
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A key's quota: requests and input tokens per window, requests per day (None = unlimited)."""
-
-    rpm: int | None = None
-    tpm: int | None = None
-    rpd: int | None = None
 
 
 class Latency:
@@ -136,8 +129,8 @@ def rate_limit_body(quota: Quota, limit: int | str, model: str, retry_delay: flo
     return error_body(429, message, details)
 
 
-Kind = Literal["ok", "error", "rate_limited", "invalid_key", "malformed", "blocked", "max_tokens", "empty",
-               "off_schema"]
+Kind = Literal["ok", "error", "rate_limited", "exhausted", "invalid_key", "malformed", "blocked", "max_tokens",
+               "empty", "off_schema", "reset"]
 
 
 @dataclass(frozen=True)
@@ -159,7 +152,8 @@ class Reply:
     @property
     def generates(self) -> bool:
         """True when the model 'ran', so the server's generation latency applies."""
-        return self.kind in ("ok", "max_tokens", "blocked", "empty", "off_schema")
+        return self.kind in ("ok", "max_tokens", "blocked", "empty", "off_schema") or (
+            self.kind == "reset" and self.options["stage"] == "body")
 
     @classmethod
     def ok(cls, answer: Answer = None, *, delay: Delay = None) -> Reply:
@@ -181,6 +175,12 @@ class Reply:
                    options={"quota": quota, "retry_delay": retry_delay, "limit": limit})
 
     @classmethod
+    def resource_exhausted(cls, message: str = _CAPACITY, *, delay: Delay = None) -> Reply:
+        """A bare 429 RESOURCE_EXHAUSTED, with neither QuotaFailure nor RetryInfo: what the API answers when
+        its shared capacity runs short, however far the key is under its own quota."""
+        return cls("exhausted", 429, delay=delay, options={"message": message})
+
+    @classmethod
     def error(cls, code: int = 500, message: str | None = None, *, delay: Delay = None) -> Reply:
         """Any Google error status (500 INTERNAL, 503 UNAVAILABLE, 404, 400, ...) with its canonical message."""
         return cls("error", code, delay=delay, options={"message": message or _MESSAGES.get(code, "Error.")})
@@ -195,6 +195,12 @@ class Reply:
                   content_type: str = "text/html", delay: Delay = None) -> Reply:
         """A body that is not JSON (a proxy's HTML page, a cut connection's half JSON)."""
         return cls("malformed", status, delay=delay, options={"body": body, "content_type": content_type})
+
+    @classmethod
+    def reset(cls, *, stage: Literal["request", "body"] = "request", delay: Delay = None) -> Reply:
+        """The connection reset (TCP RST) instead of an answer: ``request`` -> before any byte of it;
+        ``body`` -> after a 200's headers and half its body, as when a proxy drops a connection mid-answer."""
+        return cls("reset", delay=delay, options={"stage": stage})
 
     @classmethod
     def blocked(cls, reason: str = "SAFETY", *, stage: Literal["prompt", "candidate"] = "prompt",
@@ -303,3 +309,48 @@ SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
 ]
+
+
+def render(step: Reply, model: str, key: str, request: dict[str, Any], *, answer: Answer, choose: Chooser | None,
+           thoughts_tokens: int, response_id: str) -> Out:
+    """The HTTP answer to one generation call; ``answer`` is the server's own, for a step that names none."""
+    opts = step.options
+    if step.kind == "error":
+        return json_out(step.status, error_body(step.status, opts["message"]))
+    if step.kind == "invalid_key":
+        return json_out(step.status, bad_key_body(step.status, opts["message"]))
+    if step.kind == "rate_limited":
+        return json_out(429, rate_limit_body(opts["quota"], opts["limit"], model, opts["retry_delay"]))
+    if step.kind == "exhausted":
+        return json_out(429, error_body(429, opts["message"]))
+    if step.kind == "malformed":
+        return Out(step.status, opts["body"].encode(), opts["content_type"])
+    if step.kind == "reset" and opts["stage"] == "request":
+        return Out(200, b"", cut=0)
+    prompt = tokens_of(text_chars(request))
+    body: dict[str, Any] = {}
+    text: str | None = None
+    answer = step.answer if step.answer is not None else answer
+    if step.kind in ("ok", "reset"):
+        text = answer_text(answer, request, key, choose)
+        body["candidates"] = [candidate(text)]
+    elif step.kind == "off_schema":
+        text = violating_text(opts["how"], request, choose)
+        body["candidates"] = [candidate(text)]
+    elif step.kind == "max_tokens":
+        full = answer_text(answer, request, key, choose)
+        text = full[: int(len(full) * opts["keep"])]
+        body["candidates"] = [candidate(text, "MAX_TOKENS")]
+    elif step.kind == "blocked" and opts["stage"] == "prompt":
+        body["promptFeedback"] = {"blockReason": opts["reason"], "safetyRatings": SAFETY_RATINGS}
+    elif step.kind == "blocked":
+        body["candidates"] = [{"finishReason": opts["reason"], "index": 0, "safetyRatings": SAFETY_RATINGS}]
+    elif step.kind == "empty" and opts["stage"] == "parts":
+        body["candidates"] = [candidate(None)]
+    budget = _get(_get(_get(request, "generationConfig"), "thinkingConfig"), "thinkingBudget")
+    thoughts = 0 if budget == 0 or not text else thoughts_tokens
+    body["usageMetadata"] = usage(prompt, tokens_of(len(text or "")), thoughts)
+    body["modelVersion"] = model
+    body["responseId"] = response_id
+    out = json_out(200, body)
+    return Out(200, out.body, cut=len(out.body) // 2) if step.kind == "reset" else out

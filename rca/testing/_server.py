@@ -8,34 +8,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rca.testing._http import JSON, Out, Server
+from rca.testing._http import JSON, Out, Server, json_out
+from rca.testing._quota import Limits, Window
 from rca.testing._replies import (
-    SAFETY_RATINGS,
-    Answer,
-    AnswerFn,
-    Delay,
-    Limits,
-    Quota,
-    Reply,
-    _get,
-    answer_text,
-    bad_key_body,
-    candidate,
-    error_body,
-    rate_limit_body,
-    seconds,
-    text_chars,
-    tokens_of,
-    usage,
-    violating_text,
+    AnswerFn, Delay, Reply, _get, bad_key_body, error_body, rate_limit_body, render, seconds, text_chars, tokens_of,
 )
 from rca.testing._schema import Chooser
 
@@ -54,7 +39,8 @@ _NO_KEY = ("Method doesn't allow unregistered callers (callers without establish
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the server saw it. ``time`` is ``time.monotonic()`` at arrival."""
+    """One request as the server saw it. ``time`` is ``time.monotonic()`` at arrival; ``status`` 0: the
+    connection was reset instead of answered."""
 
     method: str
     path: str
@@ -86,45 +72,6 @@ class Stats:
         return (self.requests, self.ok, self.rate_limited, self.errors, self.input_tokens)
 
 
-def _json_out(status: int, payload: Any) -> Out:
-    return Out(status, json.dumps(payload, indent=2).encode())  # Google pretty-prints its JSON
-
-
-class _Window:
-    """A key's sliding windows: (arrival, input tokens) over ``window_s``, arrivals over ``day_s``."""
-
-    def __init__(self) -> None:
-        self.recent: deque[tuple[float, int]] = deque()
-        self.tokens = 0
-        self.daily: deque[float] = deque()
-
-    def admit(self, lim: Limits, tokens: int, now: float, window: float, day: float) -> tuple[Quota, int, float] | None:
-        """Count the request and return None, or return (quota, limit, seconds until it would fit)."""
-        while self.recent and self.recent[0][0] <= now - window:
-            self.tokens -= self.recent.popleft()[1]
-        while self.daily and self.daily[0] <= now - day:
-            self.daily.popleft()
-        if lim.rpd is not None and len(self.daily) >= lim.rpd:
-            oldest = self.daily[len(self.daily) - lim.rpd] if lim.rpd else now
-            return "rpd", lim.rpd, oldest + day - now
-        if lim.rpm is not None and len(self.recent) >= lim.rpm:
-            oldest = self.recent[len(self.recent) - lim.rpm][0] if lim.rpm else now
-            return "rpm", lim.rpm, oldest + window - now
-        if lim.tpm is not None and self.tokens + tokens > lim.tpm:
-            wait, freed = window, 0
-            if tokens <= lim.tpm:
-                for arrival, used in self.recent:
-                    freed += used
-                    if self.tokens - freed + tokens <= lim.tpm:
-                        wait = arrival + window - now
-                        break
-            return "tpm", lim.tpm, wait
-        self.recent.append((now, tokens))
-        self.tokens += tokens
-        self.daily.append(now)
-        return None
-
-
 def _model_resource(model: str) -> dict[str, Any]:
     words = model.split("-")
     display = " ".join(["Gemini", *words[1:2], "-".join(w.capitalize() for w in words[2:])]).strip()
@@ -149,18 +96,22 @@ class FakeGemini:
 
     Per generation request the server answers, in order: a revoked/unknown key -> 400
     API_KEY_INVALID; the next scripted step for (key, model), (key, any), (any, model), (any,
-    any); then that scope's ``then`` reply; an unknown model -> 404; a key over its limits ->
-    429; else an answer (``answer`` callable, or synthesized from ``responseJsonSchema``) after
-    ``latency``. Scripted steps bypass limits and are not counted in the windows.
+    any); then that scope's ``then`` reply; an unknown model -> 404; one of ``faults``, drawn
+    at its share of calls; a key over its limits -> 429; else an answer (``answer`` callable, or
+    synthesized from ``responseJsonSchema``) after ``latency``. Scripted steps and faults bypass
+    limits and are not counted in the windows.
     """
 
     def __init__(self, *, models: Iterable[str] | None = DEFAULT_MODELS, keys: Iterable[str] | None = None,
                  limits: Mapping[str, Limits] | None = None, default_limits: Limits | None = None,
                  window_s: float = 60.0, day_s: float = 86_400.0, latency: Delay = None,
                  answer: AnswerFn | None = None, choose: Chooser | None = None, thoughts_tokens: int = 0,
+                 faults: Sequence[tuple[float, Reply]] = (), seed: int = 0,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         """``models=None`` accepts any model; ``keys`` (if given) is the only set of valid keys;
-        ``latency`` is seconds or a callable (see ``Latency``) applied to generated answers."""
+        ``latency`` is seconds or a callable (see ``Latency``) applied to generated answers;
+        ``faults``: (share, reply) pairs, e.g. ``[(0.03, Reply.resource_exhausted())]``, each answering
+        that share of the calls no script answers, drawn from a generator seeded with ``seed``."""
         self.models: frozenset[str] | None = None if models is None else frozenset(models)
         self.keys: frozenset[str] | None = None if keys is None else frozenset(keys)
         self.limits = dict(limits or {})
@@ -168,6 +119,9 @@ class FakeGemini:
         self.window_s, self.day_s = window_s, day_s
         self.latency, self.answer, self.choose = latency, answer, choose
         self.thoughts_tokens = thoughts_tokens
+        self.faults, self.seed = tuple(faults), seed
+        if sum(share for share, _ in self.faults) > 1:
+            raise ValueError("faults: the shares add up to more than 1")
         self._addr = (host, port)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -182,7 +136,8 @@ class FakeGemini:
         self._revoked: dict[str, int] = {}
         self._log: list[RecordedRequest] = []
         self._stats: dict[str | None, Stats] = {}
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
+        self._rng = random.Random(self.seed)
         self._in_flight = 0
         self._max_in_flight = 0
 
@@ -317,13 +272,13 @@ class FakeGemini:
                 try:
                     payload = json.loads(raw)
                 except ValueError:
-                    out = _json_out(400, error_body(400, "Invalid JSON payload received. Unexpected token."))
+                    out = json_out(400, error_body(400, "Invalid JSON payload received. Unexpected token."))
                     return self._finish(method, path, key, raw.decode("utf-8", "replace"), arrived, model, out,
                                         0 if generating else None)
             try:
                 out = self._route(method, route, model, key, payload)
             except Exception as exc:  # a user's answer callable failed: say so instead of hanging the client
-                out = _json_out(500, error_body(500, f"FakeGemini: {type(exc).__name__}: {exc}"))
+                out = json_out(500, error_body(500, f"FakeGemini: {type(exc).__name__}: {exc}"))
             tokens = tokens_of(text_chars(payload)) if generating else None
             return self._finish(method, path, key, payload, arrived, model, out, tokens)
         finally:
@@ -334,42 +289,42 @@ class FakeGemini:
     def _finish(self, method: str, path: str, key: str | None, payload: Any, arrived: float, model: str | None,
                 out: Out, tokens: int | None) -> Out:
         """Record before the bytes go out, so a test reading ``requests`` after a call always sees it."""
+        status = 0 if out.cut is not None else out.status  # a reset connection: no answer
         with self._lock:
-            self._log.append(RecordedRequest(method, path, key, payload, arrived, model, out.status))
+            self._log.append(RecordedRequest(method, path, key, payload, arrived, model, status))
             if tokens is not None:
-                done = Stats(1, int(out.status == 200), int(out.status == 429),
-                             int(out.status not in (200, 429)), tokens)
+                done = Stats(1, int(status == 200), int(status == 429), int(status not in (200, 429)), tokens)
                 self._stats[key] = self._stats.get(key, Stats()) + done
         return out
 
     def _route(self, method: str, route: re.Match[str] | None, model: str | None, key: str | None,
                payload: Any) -> Out:
         if route is None:
-            return _json_out(404, error_body(404, "Requested entity was not found."))
+            return json_out(404, error_body(404, "Requested entity was not found."))
         if not key:
-            return _json_out(403, error_body(403, _NO_KEY))
+            return json_out(403, error_body(403, _NO_KEY))
         with self._lock:
             dead = self._revoked.get(key)
         if dead is None and self.keys is not None and key not in self.keys:
             dead = 400
         if dead is not None:
-            return _json_out(dead, bad_key_body(dead))
+            return json_out(dead, bad_key_body(dead))
         version, call = route["version"], route["method"]
         if method == "GET" and model is None:
             names = sorted(self.models or ())
-            return _json_out(200, {"models": [_model_resource(m) for m in names]})
+            return json_out(200, {"models": [_model_resource(m) for m in names]})
         if method == "GET" and call is None:
             assert model is not None
-            return _json_out(200, _model_resource(model)) if self._known(model) else self._not_found(
+            return json_out(200, _model_resource(model)) if self._known(model) else self._not_found(
                 model, version, "generateContent")
         if method != "POST" or model is None or call not in (*_GENERATE, "countTokens"):
-            return _json_out(404, error_body(404, "Requested entity was not found."))
+            return json_out(404, error_body(404, "Requested entity was not found."))
         request = payload if isinstance(payload, dict) else {}
         if call == "countTokens":
             if not self._known(model):
                 return self._not_found(model, version, call)
             total = tokens_of(text_chars(request))
-            return _json_out(200, {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT",
+            return json_out(200, {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT",
                                                                                   "tokenCount": total}]})
         out = self._generate(version, model, key, request)
         if call == "streamGenerateContent" and out.status == 200 and out.content_type == JSON:
@@ -382,7 +337,7 @@ class FakeGemini:
 
     @staticmethod
     def _not_found(model: str, version: str, call: str) -> Out:
-        return _json_out(404, error_body(404, (
+        return json_out(404, error_body(404, (
             f"models/{model} is not found for API version {version}, or is not supported for {call}. "
             "Call ListModels to see the list of available models and their supported methods.")))
 
@@ -398,66 +353,42 @@ class FakeGemini:
                     return self._then[scope]
         return None
 
+    def _draw_fault(self) -> Reply | None:
+        if not self.faults:
+            return None
+        with self._lock:
+            draw = self._rng.random()
+        for share, reply in self.faults:
+            if draw < share:
+                return reply
+            draw -= share
+        return None
+
     def _generate(self, version: str, model: str, key: str, request: dict[str, Any]) -> Out:
         step = self._next_step(key, model)
         if step is None:
             if not self._known(model):
                 return self._not_found(model, version, "generateContent")
             if not _get(request, "contents"):
-                return _json_out(400, error_body(400, "* GenerateContentRequest.contents: contents is not "
+                return json_out(400, error_body(400, "* GenerateContentRequest.contents: contents is not "
                                                       "specified\n"))
+            step = self._draw_fault()
             limits = self.limits.get(key, self.default_limits)
-            if limits is not None:
+            if step is None and limits is not None:
                 tokens = tokens_of(text_chars(request))
                 with self._lock:
-                    verdict = self._windows.setdefault(key, _Window()).admit(
+                    verdict = self._windows.setdefault(key, Window()).admit(
                         limits, tokens, time.monotonic(), self.window_s, self.day_s)
                 if verdict is not None:
                     quota, limit, wait = verdict
-                    return _json_out(429, rate_limit_body(quota, limit, model, max(wait, 0.001)))
-            step = Reply.ok()
+                    return json_out(429, rate_limit_body(quota, limit, model, max(wait, 0.001)))
+        step = step or Reply.ok()
         delay = step.delay if step.delay is not None else (self.latency if step.generates else None)
         wait = seconds(delay)
         if wait:
             self._stop.wait(wait)
-        return self._render(step, model, key, request)
-
-    def _render(self, step: Reply, model: str, key: str, request: dict[str, Any]) -> Out:
-        opts = step.options
-        if step.kind == "error":
-            return _json_out(step.status, error_body(step.status, opts["message"]))
-        if step.kind == "invalid_key":
-            return _json_out(step.status, bad_key_body(step.status, opts["message"]))
-        if step.kind == "rate_limited":
-            return _json_out(429, rate_limit_body(opts["quota"], opts["limit"], model, opts["retry_delay"]))
-        if step.kind == "malformed":
-            return Out(step.status, opts["body"].encode(), opts["content_type"])
-        prompt = tokens_of(text_chars(request))
-        body: dict[str, Any] = {}
-        text: str | None = None
-        answer: Answer = step.answer if step.answer is not None else self.answer
-        if step.kind == "ok":
-            text = answer_text(answer, request, key, self.choose)
-            body["candidates"] = [candidate(text)]
-        elif step.kind == "off_schema":
-            text = violating_text(opts["how"], request, self.choose)
-            body["candidates"] = [candidate(text)]
-        elif step.kind == "max_tokens":
-            full = answer_text(answer, request, key, self.choose)
-            text = full[: int(len(full) * opts["keep"])]
-            body["candidates"] = [candidate(text, "MAX_TOKENS")]
-        elif step.kind == "blocked" and opts["stage"] == "prompt":
-            body["promptFeedback"] = {"blockReason": opts["reason"], "safetyRatings": SAFETY_RATINGS}
-        elif step.kind == "blocked":
-            body["candidates"] = [{"finishReason": opts["reason"], "index": 0, "safetyRatings": SAFETY_RATINGS}]
-        elif step.kind == "empty" and opts["stage"] == "parts":
-            body["candidates"] = [candidate(None)]
-        budget = _get(_get(_get(request, "generationConfig"), "thinkingConfig"), "thinkingBudget")
-        thoughts = 0 if budget == 0 or not text else self.thoughts_tokens
-        body["usageMetadata"] = usage(prompt, tokens_of(len(text or "")), thoughts)
-        body["modelVersion"] = model
-        body["responseId"] = f"fake-{next(self._ids):06d}"
-        return _json_out(200, body)
+        return render(step, model, key, request, answer=self.answer, choose=self.choose,
+                      thoughts_tokens=self.thoughts_tokens, response_id=f"fake-{next(self._ids):06d}")
 
 
 __all__ = ["DEFAULT_MODELS", "FakeGemini", "RecordedRequest", "Stats"]
