@@ -18,6 +18,17 @@ is measured by bench/overhead.py), answered calls per second as a share of the c
 (the sum of the keys' request limits), the share of calls answered 429, and rows left
 without a result. Runs are spread over a few processes, one server each, so the slow
 baseline runs (bounded by 10 calls in flight) overlap the others.
+
+Two more scenario groups (``--scenarios``), rca with learned limits only:
+
+- ``bare429``: 400 failures, one key far under its quota (the server sets none), 0.2 s
+  latency, once clean and once with 3% of calls answered by a bare 429 (no QuotaFailure, no
+  RetryInfo: shared capacity short). Target: the second at least 0.8 of the first's rows/s.
+- ``minute``: real one-minute windows, 3 keys of 30 calls and 360k tokens a minute, 270
+  failures (three minutes at the ceiling), limits learned from the 429s that name them.
+  Target: at most 3% of calls answered 429, at the same wall time.
+
+    python bench/throughput.py --scenarios bare429,minute    # about four minutes
 """
 
 from __future__ import annotations
@@ -111,9 +122,12 @@ def build_db(root: Path, n: int) -> Path:
 class Scenario:
     keys: int
     latency: str  # "0.2s" or "2s-tail"
-    window_s: float
-    rpm: int  # per key, per window
-    tpm: int
+    window_s: float  # the server's rate window, and the pool's
+    rpm: int | None  # per key, per window; None: the server sets no limit
+    tpm: int | None
+    group: str = "limits"  # limits | bare429 | minute
+    rows: int | None = None  # None: the run's --rows
+    bare429: float = 0.0  # share of calls the server answers with a bare 429
 
 
 @dataclass
@@ -160,15 +174,19 @@ def _latency(label: str) -> Any:
 
 def _ceiling(s: Scenario, mean_tokens: float) -> float:
     """Calls per second the keys' limits allow for this workload: requests, or tokens if they bind first."""
+    if s.rpm is None or s.tpm is None:
+        return math.inf
     return s.keys * min(s.rpm, s.tpm / mean_tokens) / s.window_s
 
 
 def _serve(conn: Any, scenario: Scenario) -> None:
     """The fake server's process: serve until told to stop, then send back what it counted."""
-    from rca.testing import FakeGemini, Limits
+    from rca.testing import FakeGemini, Limits, Reply
 
-    limits = Limits(rpm=scenario.rpm, tpm=scenario.tpm)
-    with FakeGemini(default_limits=limits, window_s=scenario.window_s, latency=_latency(scenario.latency)) as server:
+    limits = None if scenario.rpm is None else Limits(rpm=scenario.rpm, tpm=scenario.tpm)
+    faults = [(scenario.bare429, Reply.resource_exhausted())] if scenario.bare429 else []
+    with FakeGemini(default_limits=limits, window_s=scenario.window_s, latency=_latency(scenario.latency),
+                    faults=faults, seed=3) as server:
         conn.send(server.url)
         conn.recv()
         calls = [(r.time, r.status) for r in server.requests if r.path.endswith(":generateContent")]
@@ -283,11 +301,34 @@ def _prepared(db: Path) -> tuple[list[tuple[str, Any]], Any]:
 # -- the whole benchmark --------------------------------------------------------------------------
 
 
-def scenarios(quick: bool, window_s: float) -> list[Scenario]:
+GROUPS = ("limits", "bare429", "minute")
+
+
+def scenarios(quick: bool, window_s: float, groups: list[str], approaches: list[str]) -> list[tuple[str, Scenario]]:
+    """(approach, scenario) pairs to run: the approaches on each limits scenario, rca-learned on the others."""
     # Per key and window: 40 calls and 480k input tokens (~48 calls of this workload's mean size), so
     # requests bind on average and tokens in bursts of large traces; a 3 s window stands for a minute.
     rpm, tpm = (20, 240_000) if quick else (40, 480_000)
-    return [Scenario(k, lat, window_s, rpm, tpm) for lat in ("0.2s", "2s-tail") for k in (1, 3)]
+    plan = [(a, Scenario(k, lat, window_s, rpm, tpm)) for lat in ("0.2s", "2s-tail") for k in (1, 3)
+            for a in approaches] if "limits" in groups else []
+    if "bare429" in groups:  # the pool's default window: the server sets no limit, its window does not matter
+        plan += [("rca-learned", Scenario(1, "0.2s", 60.0, None, None, "bare429", 150 if quick else 400, share))
+                 for share in (0.0, 0.03)]
+    if "minute" in groups:
+        plan.append(("rca-learned", Scenario(3, "0.2s", 60.0, 30, 360_000, "minute", 270)))
+    return plan
+
+
+def _bare_table(results: list[Result]) -> str:
+    """Rows answered per second, with bare 429s and without, and the ratio the target is set on."""
+    clean = next(r for r in results if not r.scenario.bare429)
+    lines = [f"{'bare 429s':>9} {'rows':>5} {'wall s':>7} {'rows/s':>7} {'vs clean':>8} {'429s':>6} {'no result':>9}"]
+    for r in sorted(results, key=lambda r: r.scenario.bare429):
+        rate = (r.rows - r.without_result) / r.wall_s
+        lines.append(f"{r.scenario.bare429:>9.0%} {r.rows:>5d} {r.wall_s:>7.1f} {rate:>7.1f} "
+                     f"{rate / ((clean.rows - clean.without_result) / clean.wall_s):>8.2f} "
+                     f"{r.rate_limited / max(r.calls, 1):>6.1%} {r.without_result:>9d}")
+    return "\n".join(lines)
 
 
 def _table(results: list[Result]) -> str:
@@ -309,34 +350,45 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="failures per run (default 1000, --quick 150)")
     parser.add_argument("--window", type=float, help="the fake server's rate window in seconds (default 3, --quick 1)")
     parser.add_argument("--jobs", type=int, default=4, help="worker processes (each runs one server at a time)")
-    parser.add_argument("--approaches", default="rca,rca-learned,baseline")
+    parser.add_argument("--approaches", default="rca,rca-learned,baseline", help="for the limits scenarios")
+    parser.add_argument("--scenarios", help=f"groups to run, of {','.join(GROUPS)} (default all; --quick: "
+                                            "all but minute, whose windows are a real minute)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     rows = args.rows or (150 if args.quick else 1000)
     window = args.window or (1.0 if args.quick else 3.0)
-    approaches = args.approaches.split(",")
+    groups = args.scenarios.split(",") if args.scenarios else [g for g in GROUPS if not (args.quick and g == "minute")]
+    if unknown := set(groups) - set(GROUPS):
+        parser.error(f"unknown scenario groups {sorted(unknown)}: choose among {', '.join(GROUPS)}")
     root = Path(tempfile.mkdtemp(prefix="rca-throughput-"))
     try:
         started = time.perf_counter()
-        db = build_db(root, rows)
-        plan = [(a, s) for s in scenarios(args.quick, window) for a in approaches]
-        # Longest first: the baseline at 2 s latency is bound by its 10 slots, not by the limits.
-        plan.sort(key=lambda p: (p[0] == "baseline" and p[1].latency != "0.2s", 1 / p[1].keys), reverse=True)
-        print(f"rca throughput: {rows} failures per run, {len(plan)} runs on {args.jobs} processes, "
-              f"window {window:g}s, per key {plan[0][1].rpm} calls and {plan[0][1].tpm:,} tokens per window",
-              file=sys.stderr)
+        plan = scenarios(args.quick, window, groups, args.approaches.split(","))
+        dbs = {n: str(build_db(root / f"rows-{n}", n)) for n in {s.rows or rows for _, s in plan}}
+        # Longest first: the minute windows, then the baseline at 2 s latency (bound by its 10 slots).
+        plan.sort(key=lambda p: (p[1].group == "minute", p[0] == "baseline" and p[1].latency != "0.2s",
+                                 1 / p[1].keys), reverse=True)
+        print(f"rca throughput: {', '.join(groups)}: {len(plan)} runs on {args.jobs} processes; limits scenarios: "
+              f"{rows} failures per run, window {window:g}s", file=sys.stderr)
         results = []
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, a, s, str(db)) for a, s in plan]
+            futures = [pool.submit(run_one, a, s, dbs[s.rows or rows]) for a, s in plan]
             for future in futures:
                 result = future.result()
                 results.append(result)
-                print(f"  done: {result.approach} {result.scenario.keys} key(s) {result.scenario.latency} "
-                      f"in {result.wall_s:.1f}s", file=sys.stderr)
-        print(_table(results))
+                print(f"  done: {result.scenario.group} {result.approach} {result.scenario.keys} key(s) "
+                      f"{result.scenario.latency} in {result.wall_s:.1f}s", file=sys.stderr)
+        by_group = {g: [r for r in results if r.scenario.group == g] for g in groups}
+        if by_group.get("limits"):
+            print(_table(by_group["limits"]))
+        if by_group.get("bare429"):
+            print(f"\nbare 429s, 1 key, no limits, 0.2 s:\n{_bare_table(by_group['bare429'])}")
+        if by_group.get("minute"):
+            print(f"\n60 s windows, 3 keys of 30 calls, limits learned:\n{_table(by_group['minute'])}")
         for r in results:
             if r.notes:
-                print(f"\n{r.approach}, {r.scenario.keys} key(s), {r.scenario.latency}:\n{r.notes}")
+                print(f"\n{r.scenario.group} {r.approach}, {r.scenario.keys} key(s), {r.scenario.latency}"
+                      f"{f', {r.scenario.bare429:.0%} bare 429s' if r.scenario.bare429 else ''}:\n{r.notes}")
         print(f"\ntotal {time.perf_counter() - started:.0f}s. wall: first request to last answer. calls/s: calls "
               "answered / second over the whole windows from the first request (the last, partial one left out). ceiling: keys x min(calls, tokens / mean tokens per call) per "
               "second. ratio: calls/s / ceiling; w/ tail: answered / wall / ceiling. in flight: most calls the "
