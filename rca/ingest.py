@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from rca.formats import FORMATS, Format, IngestIssue, Progress, detect_format, get_format
 from rca.formats.harness.records import find_trace_file
-from rca.store import (DEFAULT_DB, FailureRow, connect, insert_failures, load_progress, mark_processed, processed_runs,
-                       save_progress, transaction)
+from rca.store import (DEFAULT_DB, CaseRow, FailureRow, connect, insert_failures, load_progress, mark_processed,
+                       processed_runs, save_progress, transaction, upsert_cases)
 
 __all__ = ["IngestIssue", "IngestSummary", "ingest_runs"]
 
@@ -31,6 +31,7 @@ class IngestSummary(BaseModel):
     runs_ingested: int = 0
     runs_skipped: int = 0
     rows_added: int = 0
+    cases_seen: int = 0  # cases read, passed or failed (rca.store.load_cases)
     bytes_read: int = 0
     seconds: float = 0.0
     issues: list[IngestIssue] = []
@@ -148,17 +149,23 @@ def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: 
     stored = load_progress(conn, key, path)
     resume = Progress(**stored) if stored and not stored["finished"] else None
     batch: list[FailureRow] = []
+    cases: list[CaseRow] = []
     batch_bytes = 0
     refused = False
 
     def flush() -> None:
-        nonlocal batch, batch_bytes, refused
+        nonlocal batch, cases, batch_bytes, refused
         if batch:
             added, problems = _insert(conn, batch)
             summary.rows_added += added
             summary.issues.extend(problems)
             refused = refused or bool(problems)
             batch, batch_bytes = [], 0
+        if cases:
+            with transaction(conn):
+                upsert_cases(conn, cases)
+            summary.cases_seen += len(cases)
+            cases = []
 
     progress = resume or Progress()
     for item in adapter.failures(path, run_id, resume):
@@ -166,6 +173,8 @@ def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: 
             progress = item
         elif isinstance(item, IngestIssue):
             summary.issues.append(item)
+        elif isinstance(item, CaseRow):
+            cases.append(item)
         else:
             batch.append(item)
             batch_bytes += len(item.raw_error or "")

@@ -164,11 +164,23 @@ def m008_claims(conn: sqlite3.Connection) -> None:
                  "expires_at REAL NOT NULL)")
 
 
+@migration
+def m009_cases(conn: sqlite3.Connection) -> None:
+    """Every case of a run, passed or failed, so failure rates exist per suite, generator and run."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS cases (
+          run_id TEXT NOT NULL, case_key TEXT NOT NULL, generator TEXT NOT NULL DEFAULT '',
+          benchmark_name TEXT, suite TEXT, result TEXT, passed INTEGER NOT NULL, attempts INTEGER,
+          format TEXT, PRIMARY KEY (run_id, case_key, generator))"""
+    )
+
+
 # Tables rca creates, with the columns it needs: a user's own table of that name is not rca's.
 OWN_TABLES = {
     "analyses": ("m004_analyses", {"failure_id", "model", "taxonomy", "prompt_version", "trace_hash", "created_at"}),
     "ingest_progress": ("m007_ingest_progress", {"run_id", "path", "byte_offset", "line"}),
     "claims": ("m008_claims", {"failure_id", "owner", "expires_at"}),
+    "cases": ("m009_cases", {"run_id", "case_key", "generator", "passed"}),
 }
 
 

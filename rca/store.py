@@ -52,6 +52,47 @@ class FailureRow:
 
 
 _FAILURE_COLUMNS = tuple(FailureRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    """One case of a run, passed or failed: what failure rates are counted from."""
+
+    run_id: str
+    case_key: str  # the case id, else its name: one case of one run for one generator
+    generator: str  # '' when the source names none
+    benchmark_name: str | None
+    suite: str | None
+    result: str | None
+    passed: bool
+    attempts: int | None
+    format: str
+
+
+def upsert_cases(conn: sqlite3.Connection, cases: Iterable[CaseRow]) -> None:
+    """Record cases; a case read again (a run resumed, a file re-read) keeps its latest result."""
+    conn.executemany(
+        "INSERT INTO cases (run_id, case_key, generator, benchmark_name, suite, result, passed, attempts, format) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, case_key, generator) DO UPDATE SET "
+        "benchmark_name = excluded.benchmark_name, suite = excluded.suite, result = excluded.result, "
+        "passed = excluded.passed, attempts = excluded.attempts, format = excluded.format",
+        [(c.run_id, c.case_key, c.generator, c.benchmark_name, c.suite, c.result, int(c.passed), c.attempts, c.format)
+         for c in cases])
+
+
+def load_cases(db: str | Path, *, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every recorded case (passed or failed), optionally of some runs only."""
+    where: list[str] = []
+    params: list[object] = []
+    _in_clause("run_id", run_ids, where, params)
+    conn = connect(db)
+    try:
+        frame = pd.read_sql_query("SELECT * FROM cases" + (" WHERE " + " AND ".join(where) if where else "")
+                                  + " ORDER BY run_id, generator, case_key", conn, params=params)
+    finally:
+        conn.close()
+    frame["passed"] = frame["passed"].astype(bool)
+    return frame
 # Where a failure's trace is, as opposed to what the failure is: the columns a row written by
 # the harness itself lacks, and rca fills in once it has found the trace.
 LOCATOR_COLUMNS = ("trace_log_path", "trace_offset", "trace_length", "trace_line", "attempt_index",

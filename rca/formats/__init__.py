@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from rca.errors import ParameterError
-from rca.store import FailureRow
+from rca.store import CaseRow, FailureRow
 from rca.transcript import Transcript
 
 # name -> module; modules load on first use, so a heavy reader costs nothing until needed.
@@ -55,9 +55,10 @@ class Format(Protocol):
         first 64 KiB: auto-detection asks every adapter about every file."""
 
     def failures(self, path: Path, run_id: str, resume: Progress | None = None
-                 ) -> Iterator[FailureRow | IngestIssue | Progress]:
+                 ) -> Iterator[FailureRow | CaseRow | IngestIssue | Progress]:
         """The failed attempts in `path` (from `resume` on), in order, with any issue met on the
-        way; the last item is the Progress to resume from."""
+        way; the last item is the Progress to resume from. An adapter that knows every case,
+        passed or failed, also yields a CaseRow per case, so failure rates exist."""
 
     def read(self, row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
         """The transcript of one failure row; TraceNotFound when its source is gone."""

@@ -20,7 +20,7 @@ from rca.formats import IngestIssue, Progress
 from rca.formats._text import compact_json
 from rca.formats.harness.events import first_user_message, mark_final_answer, trace_steps
 from rca.formats.harness.records import Record, decode, find_trace_file, iter_records, parse_record, parse_text, read_record_at
-from rca.store import FailureRow
+from rca.store import CaseRow, FailureRow
 from rca.transcript import Outcome, Transcript, number_steps
 
 NAME = "harness"
@@ -70,7 +70,7 @@ def failures(path: Path, run_id: str, resume: Progress | None = None) -> Iterato
 
 
 def _record_failures(record: Record, run_id: str, sections: list[str], size: int, mtime: float
-                     ) -> tuple[list[FailureRow | IngestIssue], str | None]:
+                     ) -> tuple[list[FailureRow | CaseRow | IngestIssue], str | None]:
     """The rows and issues of one record, and its event type; keeps `sections` up to date."""
     path = record.path
     text, replaced = decode(record)
@@ -78,7 +78,7 @@ def _record_failures(record: Record, run_id: str, sections: list[str], size: int
         event, surrogates = parse_text(record, text)
     except FormatError as exc:
         return [IngestIssue(path=exc.path, line=exc.line, message=exc.reason)], None
-    out: list[FailureRow | IngestIssue] = []
+    out: list[FailureRow | CaseRow | IngestIssue] = []
     if replaced:
         out.append(IngestIssue(path=str(path), line=record.line, message="invalid UTF-8 bytes replaced with U+FFFD"))
     if surrogates:
@@ -98,6 +98,7 @@ def _record_failures(record: Record, run_id: str, sections: list[str], size: int
             out.append(context.row(attempt_error(data, -1), attempt_index=-1, attempt_number=None))
         elif str(data.get("result", "")).lower() != "pass":
             out.extend(_test_result_failures(context, data))
+        out.append(context.case())
         out.extend(IngestIssue(path=str(path), line=record.line, message=m) for m in dict.fromkeys(context.problems))
     return out, kind if isinstance(kind, str) else None
 
@@ -172,6 +173,19 @@ class _Context:
             case_id=str(data["id"]) if data.get("id") is not None else None, result=result,
             format=NAME, trace_ref=_ref(self.run_id, self.record, kind, attempt_index),
         )
+
+    def case(self) -> CaseRow:
+        """The case this event reports, passed or failed: failure rates are counted from these."""
+        data = self.event.get("data") or {}
+        kind = str(self.event.get("event_type"))
+        result = data.get("result") if kind == "test_result" else kind
+        attempts = data.get("generation_attempts")
+        return CaseRow(
+            run_id=self.run_id, case_key=str(data["id"] if data.get("id") is not None else data["benchmark_name"]),
+            generator=self.generator or "", benchmark_name=str(data["benchmark_name"]), suite=_suite(data),
+            result=result if isinstance(result, str) or result is None else compact_json(result),
+            passed=str(result).lower() == "pass", attempts=len(attempts) if isinstance(attempts, list) else None,
+            format=NAME)
 
     def _iso(self, timestamp: object) -> str | None:
         if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
