@@ -18,7 +18,8 @@ _LAZY = {
     "IngestSummary": "rca.ingest", "ingest_runs": "rca.ingest",
     "RenderedTrace": "rca.render", "render_trace": "rca.render",
     "DEFAULT_TAXONOMY": "rca.schema", "RootCauseAnalysis": "rca.schema", "Taxonomy": "rca.schema",
-    "connect": "rca.store", "load_failures": "rca.store",
+    "connect": "rca.store", "load_failures": "rca.store", "load_cases": "rca.store",
+    "compare_runs": "rca.compare", "RunComparison": "rca.compare",
     "load_trace": "rca.traces", "load_transcript": "rca.traces",
     "Step": "rca.transcript", "Transcript": "rca.transcript",
 }

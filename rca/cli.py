@@ -131,6 +131,19 @@ def _report_failures(errors: Any) -> int:
     return EXIT_FAILED
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rca.compare import compare_runs
+
+    if not Path(args.db).is_file():
+        raise InputError(f"no cache at {args.db}: run `rca ingest RUNS_DIR --db {args.db}` first")
+    result = compare_runs(args.db, args.before, args.after)
+    print(result)
+    rates = result.pass_rates[result.pass_rates["scope"] != "all"]
+    for row in rates.itertuples():
+        print(f"  {row.scope:<9} {row.name:<32} {row.before:6.0%} -> {row.after:6.0%}  ({row.change:+.0%})")
+    return EXIT_OK
+
+
 def _print_categories(df: Any, what: str) -> None:
     counts = df["category"].value_counts()
     width = max((len(str(c)) for c in counts.index), default=0)
@@ -291,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="at most N failed attempts")
     p.add_argument("--only-unanalyzed", action="store_true", help="skip rows that already have a root cause")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("compare", help="what changed between two runs: pass rates, cases, patterns",
+                       description="Compare run AFTER with run BEFORE: pass rate per suite and generator in each, the "
+                                   "cases newly failing, newly passing and failing in both.")
+    p.add_argument("before", metavar="RUN_A", help="the earlier run's id")
+    p.add_argument("after", metavar="RUN_B", help="the later run's id")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="execute the report notebook into .ipynb and standalone .html",
                        description="Execute the report notebook (the one write_notebook.py writes) with papermill on the cache "
