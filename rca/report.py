@@ -299,7 +299,7 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
              "Confidence": row.get("confidence"), "Explanation": row.get("root_cause_explanation"),
              "Expected": row.get("expected_behavior"), "Actual": row.get("actual_behavior"),
              "Responsible agent": row.get("root_cause_agent"), "Fix": row.get("fix"),
-             "Harness error": row.get("explanation"),
+             "Harness error": row.get("harness_explanation"),
              "Trace": f"{rendered.steps_total} steps, ~{rendered.tokens:,} tokens as sent to the model; "
                       f"root-cause step {_step(step)}"}
     facts = {k: v for k, v in facts.items() if v is not None and v == v}  # absent from older answers

@@ -363,8 +363,26 @@ def load_failures(
     finally:
         conn.close()
     frame["error_type"] = frame["error_type"].map(_parse_tags)
-    frame = expand_analysis(frame)
+    frame = _typed(expand_analysis(frame)).rename(columns={"explanation": "harness_explanation"})
     frame.attrs["rca_db"] = str(path)
+    return frame
+
+
+# Numeric columns as numbers even when every row lacks them (a frame before analysis), so
+# sums, means and charts work on any frame; whole numbers stay whole (nullable Int64).
+_INTEGERS = ("id", "attempt_number", "trace_offset", "trace_length", "trace_line", "attempt_index",
+             "trace_file_size", "analysis_id", "root_cause_step", "evidence_total", "evidence_verified",
+             "input_tokens", "output_tokens")
+_FLOATS = ("trace_file_mtime", "confidence", "cost_usd", "latency_s")
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in _INTEGERS:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+    for column in _FLOATS:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
 
 

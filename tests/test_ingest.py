@@ -20,7 +20,7 @@ def test_real_fixture_gives_each_failed_result_and_generation_failure(fixture_ru
     assert (df.event_kind == "generation_failure").sum() == 6
     assert set(df.suite.dropna()) == {"multiple_choice", "api_understanding", "fix_error"}
     gen = df[df.event_kind == "generation_failure"].iloc[0]
-    assert "code 125" in gen.raw_error and len(gen.explanation) <= 300
+    assert "code 125" in gen.raw_error and len(gen.harness_explanation) <= 300
     assert all(isinstance(tags, list) and tags for tags in df.error_type)
 
 

@@ -136,7 +136,7 @@ def test_report_pages_show_no_secret(leaky: tuple[pd.DataFrame, Path]) -> None:
     pages = {
         "show_trace": report.show_trace(df.iloc[0], runs_dir=runs).data,
         "category_examples": report.category_examples(df).data,
-        "table": report.table(df[["benchmark_name", "raw_error", "explanation", "root_cause_explanation"]],
+        "table": report.table(df[["benchmark_name", "raw_error", "harness_explanation", "root_cause_explanation"]],
                               title=df["benchmark_name"].iloc[0]).data,
         "overview": report.overview(df).to_html(),
     }

@@ -120,3 +120,16 @@ def test_reader_is_not_blocked_by_a_writer_in_wal_mode(filled_db: Path) -> None:
     writer.execute("COMMIT")
     assert seen == [0]  # read went through during the write and saw none of it
     assert connect(filled_db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_load_failures_types_its_columns_before_any_analysis(tmp_path: Path) -> None:
+    from rca import ingest_runs
+    from tests.conftest import result_event, write_run
+
+    write_run(tmp_path / "runs", "r1", [result_event("01: a"), result_event("02: b")])
+    ingest_runs(tmp_path / "runs", tmp_path / "c.db")
+    frame = load_failures(tmp_path / "c.db")
+    assert str(frame["confidence"].dtype) == "float64" and str(frame["root_cause_step"].dtype) == "Int64"
+    assert str(frame["cost_usd"].dtype) == "float64" and frame["cost_usd"].sum() == 0
+    # the harness's regex text is named as such, apart from the model's explanation
+    assert "harness_explanation" in frame and "explanation" not in frame and "root_cause_explanation" in frame
