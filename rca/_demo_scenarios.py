@@ -305,13 +305,16 @@ class Outcome:
     """One attempt: its steps, status, answer, error_message, and the verdict if it is judged.
 
     `decisive` is the index in `steps` of where the failure was decided: the agent's mistake
-    (the fault, for Infrastructure), so an analyzer's root-cause step can be graded. None for a pass."""
+    (the fault, for Infrastructure), so an analyzer's root-cause step can be graded. None for a pass.
+    `scenario` names the specific cause scripted (a category has several), so a grouping of
+    failures into patterns can be graded too; it is never written to disk."""
     steps: tuple[Step, ...]
     status: str
     answer: dict[str, Any] | None = None
     error_message: str | None = None
     verdict: str | None = None
     decisive: int | None = None
+    scenario: str = ""
 
 
 def path_of(cls: str) -> str:
@@ -446,7 +449,8 @@ def pytest_log(root: str, code: str, failure: tuple[str, str] | None = None, *, 
 
 
 def judged(case: Case, rng: random.Random, steps: list[Step], answer: dict[str, Any], problem: str | None = None,
-           anchor: str = "root_agent =", collection: bool = False, decisive: int | None = None) -> Outcome:
+           anchor: str = "root_agent =", collection: bool = False, decisive: int | None = None,
+           scenario: str = "") -> Outcome:
     """A generated answer plus the harness's verdict on it (problem None means it passes); the
     answer is step len(steps), which `decisive` may name."""
     final = [*steps, Step("say", fence(answer), writer=True)]
@@ -458,7 +462,7 @@ def judged(case: Case, rng: random.Random, steps: list[Step], answer: dict[str, 
             f"--- Validation Failed for: {case.question} ---\n  - Ground Truth '{case.topic.field}' failed: {problem}"
     else:
         verdict = None if problem is None else f"Expected '{case.correct}', but got '{answer['answer']}'.\nQuestion: {case.question}"
-    return Outcome(tuple(final), "success", answer, None, verdict, decisive)
+    return Outcome(tuple(final), "success", answer, None, verdict, decisive, scenario)
 
 
 # --- research: what an agent that uses its tools well does ------------------------------
@@ -540,7 +544,8 @@ def starvation(case: Case, rng: random.Random, cli: bool) -> Outcome:
         steps = [call("list_directory", path=f"{ROOT}/docs"), call("glob", pattern=f"**/{t.vague[1].replace(' ', '_')}*.md")]
     why = "Writing it from memory." if v == 1 else "Nothing useful came back, so I'll go with my best guess of the API."
     # Decided where it chose not to look (v1), else where it chose to guess after the empty results.
-    return replace(guessed(case, rng, steps, why), decisive=0 if v == 1 else len(steps))
+    return replace(guessed(case, rng, steps, why), decisive=0 if v == 1 else len(steps), scenario=(
+        "searches for vague terms find nothing", "answers from memory without looking", "looks only in the docs")[v])
 
 
 def misuse(case: Case, rng: random.Random, cli: bool) -> Outcome:
@@ -561,7 +566,9 @@ def misuse(case: Case, rng: random.Random, cli: bool) -> Outcome:
     else:
         steps = [call("grep_code", query=t.field), call("glob", pattern=t.field)]
     outcome = guessed(case, rng, steps, "The tools keep failing; I'll write the answer from what I expect the API to be.")
-    return replace(outcome, decisive=0)  # the first misused call, or (v3) the plan to skip listing
+    return replace(outcome, decisive=0, scenario=(  # the first misused call, or (v3) the plan to skip listing
+        "reads a directory as a file", "passes an unescaped regex", "names read_file's argument wrongly",
+        "guesses file paths without listing", "calls a tool that does not exist")[v])
 
 
 def hallucination(case: Case, rng: random.Random, cli: bool) -> Outcome:
@@ -572,26 +579,27 @@ def hallucination(case: Case, rng: random.Random, cli: bool) -> Outcome:
     steps.append(think(f"`{t.cls}` takes `{t.fake}` for {t.purpose}, so I'll use that.", writer=True))
     said = len(steps) - 1  # the first use of the invented name; an invented class first shows in the answer
     r = f"`{t.fake}` configures {t.purpose} on `{t.cls}`."
+    tag = "invents a class" if v == 1 and case.kind != "mc" else "invents a field"
     if case.kind == "code":
         if v == 0:
             return judged(case, rng, steps, answer_for(case, rng, rationale=r, code=code_for(t, field=t.fake)),
-                          "pydantic_core._pydantic_core.ValidationError: " + ctor_error(t, t.fake), decisive=said)
+                          "pydantic_core._pydantic_core.ValidationError: " + ctor_error(t, t.fake), decisive=said, scenario=tag)
         if v == 1:
             head = f"from google.adk.agents import {t.fake_cls}"
             return judged(case, rng, steps, answer_for(case, rng, rationale=f"`{t.fake_cls}` is the right base.", code=code_for(t, head=head)),
                           f"ImportError: cannot import name '{t.fake_cls}' from 'google.adk.agents' "
                           "(/usr/local/lib/python3.12/site-packages/google/adk/agents/__init__.py)", head, collection=True,
-                          decisive=said + 1)
+                          decisive=said + 1, scenario=tag)
         tail = f'print("configured", root_agent.{t.fake})'
         return judged(case, rng, steps, answer_for(case, rng, rationale=r, code=code_for(t, tail=tail)),
-                      f"AttributeError: '{t.cls}' object has no attribute '{t.fake}'", tail, decisive=said)
+                      f"AttributeError: '{t.cls}' object has no attribute '{t.fake}'", tail, decisive=said, scenario=tag)
     if case.kind == "api":
         if v == 1:
             return judged(case, rng, steps, answer_for(case, rng, rationale=r, fqcn=f"google.adk.agents.{t.fake_cls}"),
-                          f"fully_qualified_class_name 'google.adk.agents.{t.fake_cls}' does not exist.", decisive=said + 1)
+                          f"fully_qualified_class_name 'google.adk.agents.{t.fake_cls}' does not exist.", decisive=said + 1, scenario=tag)
         return judged(case, rng, steps, answer_for(case, rng, rationale=r, field=t.fake),
-                      f"Answer '{t.fake}' does not match the expected parameter.", decisive=said)
-    return judged(case, rng, steps, answer_for(case, rng, rationale=r, letter=case.decoy), "wrong", decisive=said)
+                      f"Answer '{t.fake}' does not match the expected parameter.", decisive=said, scenario=tag)
+    return judged(case, rng, steps, answer_for(case, rng, rationale=r, letter=case.decoy), "wrong", decisive=said, scenario=tag)
 
 
 def schema(case: Case, rng: random.Random, cli: bool) -> Outcome:
@@ -614,10 +622,11 @@ def schema(case: Case, rng: random.Random, cli: bool) -> Outcome:
         err = "ValueError: No JSON object found in model response."
     else:  # code put into the rationale, answered with an empty code field: parses, then fails the harness check
         bad = {**good, "rationale": good["code"], "code": ""}
-        return replace(judged(case, rng, steps, bad, decisive=len(steps)),
+        return replace(judged(case, rng, steps, bad, decisive=len(steps)), scenario="puts the code in the rationale",
                        verdict="Signature Verification Failed:\nGenerated code does not define 'create_agent' function.")
     return Outcome((*steps, Step("say", text, writer=True)), "failed", None,
-                   f"Failed to parse {model.__name__} from model output: {err}", decisive=len(steps))
+                   f"Failed to parse {model.__name__} from model output: {err}", decisive=len(steps),
+                   scenario=("omits a required field", "adds a field", "writes invalid JSON", "answers in prose")[v])
 
 
 def logic(case: Case, rng: random.Random, cli: bool) -> Outcome:
@@ -628,27 +637,32 @@ def logic(case: Case, rng: random.Random, cli: bool) -> Outcome:
         if rng.random() < 0.3:
             steps.append(think("Building the agent; the caller will pick it up.", writer=True))
             return judged(case, rng, steps, answer_for(case, rng, rationale="Builds the agent.", code=code_for(t, returns=False)),
-                          "AttributeError: 'NoneType' object has no attribute 'name'", decisive=len(steps) - 1)
+                          "AttributeError: 'NoneType' object has no attribute 'name'", decisive=len(steps) - 1,
+                          scenario="does not return the agent")
         steps.append(think(f"Setting `{t.field}={t.bug}` should satisfy the task.", writer=True))
         return judged(case, rng, steps, answer_for(case, rng, rationale=f"Uses `{t.field}`.", code=code_for(t, value=t.bug)),
-                      t.assertion, decisive=len(steps) - 1)
+                      t.assertion, decisive=len(steps) - 1, scenario="sets a wrong value")
     if case.kind == "api":
         others = [f for f, *_r in CLASSES[t.cls][2] if f not in (t.field, "model")]
         if others:  # a real, visible neighbour of the right field
             other = rng.choice(others)
             steps.append(think(f"`{other}` looks closest to {t.purpose}.", writer=True))
             return judged(case, rng, steps, answer_for(case, rng, rationale=f"`{other}` handles it.", field=other),
-                          f"Answer '{other}' does not match the expected parameter.", decisive=len(steps) - 1)
+                          f"Answer '{other}' does not match the expected parameter.", decisive=len(steps) - 1,
+                          scenario="picks a neighbouring field")
         base = "google.adk.agents.base_agent.BaseAgent"  # right field, credited to the base class it reads about
         steps.append(think(f"`{t.cls}` subclasses `BaseAgent`, so the parameter belongs to `BaseAgent`.", writer=True))
         return judged(case, rng, steps, answer_for(case, rng, rationale=f"`{t.field}` is inherited.", fqcn=base),
-                      f"fully_qualified_class_name '{base}' does not match.", decisive=len(steps) - 1)
+                      f"fully_qualified_class_name '{base}' does not match.", decisive=len(steps) - 1,
+                      scenario="credits the field to the base class")
     letter = wrong_letter(case, rng)
     steps.append(think(f"The source uses `{t.field}`; reasoning about when it applies, option {letter} fits best.", writer=True))
     return judged(case, rng, steps, answer_for(case, rng, rationale=f"Given `{t.field}`, option {letter} follows.", letter=letter),
-                  "wrong", decisive=len(steps) - 1)
+                  "wrong", decisive=len(steps) - 1, scenario="misjudges the options")
 
 
+# Faults that also end generation_failure events (rca.demo), named once for both.
+QUOTA_SCENARIO, CONTAINER_SCENARIO = "model quota exhausted (429)", "the sandbox's container runtime fails"
 QUOTA = ("429 RESOURCE_EXHAUSTED. {'error': {'code': 429, 'message': 'Resource has been exhausted (e.g. check quota).', "
          "'status': 'RESOURCE_EXHAUSTED'}}")
 
@@ -660,21 +674,23 @@ def infra(case: Case, rng: random.Random, cli: bool) -> Outcome:
     v = rng.randrange(5)
     if v == 0:
         steps += [error(f"{QUOTA} Retrying in {2 ** i}s (attempt {i}/3)") for i in (1, 2, 3)]
-        return Outcome(tuple(steps), "failed", error_message=QUOTA, decisive=fault)
+        return Outcome(tuple(steps), "failed", error_message=QUOTA, decisive=fault, scenario=QUOTA_SCENARIO)
     if v == 1:
         msg = "google.api_core.exceptions.DeadlineExceeded: 504 Deadline Exceeded"
-        return Outcome((*steps, error(msg)), "timeout", error_message=f"{msg} (agent run exceeded 300s)", decisive=fault)
+        return Outcome((*steps, error(msg)), "timeout", error_message=f"{msg} (agent run exceeded 300s)", decisive=fault,
+                       scenario="the model call misses its deadline")
     if v == 2 and cli:
         msg = (f'Gemini CLI failed with code 125: Error: Post "http://d/v5.7.0/libpod/containers/gemini-cli-runner-'
                f'{rng.getrandbits(32):08x}/exec": http: ContentLength={rng.randrange(1800, 2400)} with Body length 0')
-        return Outcome((*steps, error(msg)), "failed", error_message=msg, decisive=fault)
+        return Outcome((*steps, error(msg)), "failed", error_message=msg, decisive=fault, scenario=CONTAINER_SCENARIO)
     if v == 2:
         msg = "google.genai.errors.ServerError: 503 UNAVAILABLE. {'error': {'code': 503, 'message': 'The model is overloaded. Please try again later.', 'status': 'UNAVAILABLE'}}"
-        return Outcome((*steps, error(msg)), "failed", error_message=msg, decisive=fault)
+        return Outcome((*steps, error(msg)), "failed", error_message=msg, decisive=fault,
+                       scenario="the model is overloaded (503)")
     # The quota error kills the response; the harness then trips over the missing text.
     steps += [error(QUOTA), error(QUOTA + " Max retries reached; returning empty response.")]
     msg = "TypeError: 'NoneType' object is not iterable" if v == 3 else "Empty response from model: candidates=None"
-    return Outcome(tuple(steps), "failed", error_message=msg, decisive=fault)
+    return Outcome(tuple(steps), "failed", error_message=msg, decisive=fault, scenario=QUOTA_SCENARIO)
 
 
 SCENARIOS: dict[str | None, Scenario] = {None: passing, STARVATION: starvation, HALLUCINATION: hallucination,

@@ -21,12 +21,13 @@ from typing import Any
 import yaml
 
 from rca._demo_scenarios import (
-    CATEGORIES, INFRA, QUOTA, SCENARIOS, SCHEMA, SUITES, Case, Outcome, Step, build_cases, prompt_for,
+    CATEGORIES, CONTAINER_SCENARIO, INFRA, QUOTA, QUOTA_SCENARIO, SCENARIOS, SCHEMA, SUITES, Case, Outcome, Step,
+    build_cases, prompt_for,
 )
 from rca.transcript import Step as TranscriptStep
 from rca.transcript import Transcript
 
-__all__ = ["CATEGORIES", "demo_decisive_steps", "demo_ground_truth", "make_demo"]
+__all__ = ["CATEGORIES", "demo_decisive_steps", "demo_ground_truth", "demo_scenarios", "make_demo"]
 
 GENERATORS = (("Generator: adk_workflow_agent", False, "gemini-2.5-flash"),
               ("Agent: gemini_cli_agent", True, "gemini-2.5-pro"))
@@ -133,9 +134,7 @@ def demo_decisive_steps(directory: str | Path, *, seed: int = 7) -> dict[tuple[s
     from rca.traces import load_transcript
 
     truth = demo_ground_truth(directory, seed=seed)
-    scripted = {(run.run_id, p.case.name, n): _scripted(p, g, n, _rng(seed, run.run_id, g, p.case.id, n))
-                for run in _plan(seed) for g, cases in run.sections for p in cases if p.failed
-                for n in range(1, len(p.attempts) + 1)}
+    scripted = _outcomes(seed)
     steps: dict[tuple[str, str, int | None], int | None] = {}
     adapter = get_format("harness")
     for folder in sorted({run_id for run_id, _name, _n in truth}):
@@ -145,6 +144,28 @@ def demo_decisive_steps(directory: str | Path, *, seed: int = 7) -> dict[tuple[s
                 outcome = scripted.get(key)
                 steps[key] = None if outcome is None else _find_step(load_transcript(asdict(row)), outcome)
     return steps
+
+
+def demo_scenarios(directory: str | Path, *, seed: int = 7) -> dict[tuple[str, str, int | None], str]:
+    """The specific cause each failure make_demo(directory, seed=seed) wrote was scripted from, as
+    "<category>: <cause>" (e.g. "Tool Misuse: reads a directory as a file"), keyed as demo_ground_truth.
+
+    A category has several causes, so a grouping of failures into patterns can be graded
+    against these; like the categories, they are re-derived from the seed, never written.
+    """
+    truth = demo_ground_truth(directory, seed=seed)
+    scenarios = {key: f"{truth[key]}: {outcome.scenario}" for key, outcome in _outcomes(seed).items()}
+    for run in _plan(seed):
+        g, case = run.generation_failure
+        scenarios[(run.run_id, case.name, None)] = f"{INFRA}: {CONTAINER_SCENARIO if GENERATORS[g][1] else QUOTA_SCENARIO}"
+    return scenarios
+
+
+def _outcomes(seed: int) -> dict[tuple[str, str, int], Outcome]:
+    """Every failed attempt's scripted outcome, keyed as demo_ground_truth."""
+    return {(run.run_id, p.case.name, n): _scripted(p, g, n, _rng(seed, run.run_id, g, p.case.id, n))
+            for run in _plan(seed) for g, cases in run.sections for p in cases if p.failed
+            for n in range(1, len(p.attempts) + 1)}
 
 
 def _find_step(transcript: Transcript, outcome: Outcome) -> int | None:
