@@ -22,8 +22,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
-from rca.backends.registry import choose_backend
+from rca.backends.registry import choose_backend, planned_model
 from rca.claims import claim, new_owner, release
+from rca.estimate import estimate
 from rca.errors import AllKeysDead, ParameterError
 from rca.keys import KeyPool, format_summary
 from rca.pricing import Price, estimate_cost, price_known
@@ -121,6 +122,12 @@ async def analyze_failures_async(
         raise ValueError(f"df lacks columns {sorted(missing)}: pass rows of rca.load_failures(...)")
     tax = resolve_taxonomy(taxonomy)
     user_price = Price.parse(price) if isinstance(price, str) else price
+    db_path = Path(db or df.attrs.get("rca_db") or DEFAULT_DB)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")
+    if dry_run:  # needs no key, and any taxonomy: nothing is sent
+        planned = backend.model if not isinstance(backend, str) else planned_model(backend, model)
+        return estimate(df, db_path, planned, tax, runs_dir=runs_dir, price=user_price)
     engine = (choose_backend(backend, model, announce=progress, timeout_s=timeout, price=user_price)
               if isinstance(backend, str) else backend)
     if budget_usd is not None and user_price is None and not price_known(engine.model):
@@ -129,11 +136,6 @@ async def analyze_failures_async(
     check_taxonomy = getattr(engine, "check_taxonomy", None)  # optional Backend hook
     if check_taxonomy is not None:
         check_taxonomy(tax)  # a setup error: say so before any row, not once per row
-    db_path = Path(db or df.attrs.get("rca_db") or DEFAULT_DB)
-    if not db_path.is_file():
-        raise FileNotFoundError(f"no cache at {db_path}: pass db= the analysis_cache.db these rows came from")
-    if dry_run:
-        return _dry_run_frame(df, engine, tax, runs_dir, user_price)
     jobs = [_Job(index, row, {"model": engine.model}) for index, row in zip(df.index, df.to_dict("records"))]
     conn = connect(db_path)
     try:
@@ -157,8 +159,8 @@ async def analyze_failures_async(
     return out
 
 
-def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str | Path | None,
-             price: Price | None = None) -> _Prepared:
+def prepare(row: dict[str, Any], model: str, tax: Taxonomy, runs_dir: str | Path | None,
+            price: Price | None = None) -> _Prepared:
     """Read one row's transcript, render it and estimate its input; raises TraceNotFound/OSError."""
     located = locate_untracked(row, runs_dir=runs_dir)
     if located is not None:
@@ -167,7 +169,7 @@ def _prepare(row: dict[str, Any], engine: Backend, tax: Taxonomy, runs_dir: str 
     rendered = render_trace(transcript, budget_tokens=TRACE_BUDGET_TOKENS)
     request = AnalysisRequest(failure_id=int(row["id"]), transcript=transcript, rendered=rendered, taxonomy=tax)
     tokens = estimate_tokens(system_instruction(tax)) + estimate_tokens(request.prompt)
-    return _Prepared(request, tokens, estimate_cost(engine.model, tokens, price), located)
+    return _Prepared(request, tokens, estimate_cost(model, tokens, price), located)
 
 
 def _result_from_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +227,7 @@ class _Runner:
     async def _analyze(self, job: _Job) -> None:
         async with self.slots:
             try:  # off the loop: a multi-MB trace takes tens of ms to render, and calls are in flight
-                prepared = await asyncio.to_thread(_prepare, job.row, self.engine, self.tax, self.runs_dir, self.price)
+                prepared = await asyncio.to_thread(prepare, job.row, self.engine.model, self.tax, self.runs_dir, self.price)
             except (TraceNotFound, OSError) as exc:
                 job.result["analysis_error"] = self._record_error(int(job.row["id"]), f"trace not readable: {exc}")
                 self.failed += 1
@@ -369,33 +371,4 @@ def _with_results(df: pd.DataFrame, jobs: list[_Job]) -> pd.DataFrame:
     results = pd.DataFrame([j.result for j in jobs], index=[j.index for j in jobs]).reindex(columns=RESULT_COLUMNS)
     out = pd.concat([df.drop(columns=[c for c in RESULT_COLUMNS if c in df]), results], axis=1)
     out.attrs = dict(df.attrs)
-    return out
-
-
-def _dry_run_frame(df: pd.DataFrame, engine: Backend, tax: Taxonomy, runs_dir: str | Path | None,
-                   price: Price | None) -> pd.DataFrame:
-    """Estimates only: each trace is rendered, measured and let go; a missing trace counts zero."""
-    tokens: list[int] = []
-    costs: list[float | None] = []
-    for row in df.to_dict("records"):
-        try:
-            prepared = _prepare(row, engine, tax, runs_dir, price)
-        except (TraceNotFound, OSError):
-            tokens.append(0)
-            costs.append(0.0)
-            continue
-        tokens.append(prepared.est_tokens)
-        costs.append(prepared.est_cost)
-    out = df.copy()
-    out["est_input_tokens"] = tokens
-    out["est_cost_usd"] = costs
-    out["model"] = engine.model
-    known = all(c is not None for c in costs)
-    total_cost = float(sum(c for c in costs if c is not None)) if known else None
-    out.attrs["dry_run_total"] = {"rows": len(out), "input_tokens": int(sum(tokens)), "cost_usd": total_cost}
-    cost_text = (f"~${total_cost:.4f} expected" if total_cost is not None else
-                 "cost unknown: the price data (genai-prices) does not know this model, give price='INPUT,OUTPUT' "
-                 "(--price) to estimate it")
-    print(f"rca dry run: {len(out)} rows, ~{int(sum(tokens)):,} input tokens, {cost_text} with {engine.model}; "
-          "no calls made", file=sys.stderr)
     return out

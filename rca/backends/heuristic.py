@@ -333,7 +333,7 @@ def require_default_categories(taxonomy: Taxonomy) -> None:
     if missing := [name for name in CATEGORIES if name not in taxonomy.names]:
         raise ParameterError(
             f"the heuristic backend maps to the default categories {list(CATEGORIES)}, but taxonomy "
-            f"{taxonomy.name!r} lacks {missing}; pass backend='gemini' for a custom taxonomy"
+            f"{taxonomy.name!r} lacks {missing}; analyze a custom taxonomy with the gemini backend (--backend gemini)"
         )
 
 

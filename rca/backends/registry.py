@@ -8,6 +8,7 @@ and raises InputError when the backend cannot be used as asked (e.g. no API key)
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 from typing import Any
@@ -36,6 +37,19 @@ def create_backend(name: str, model: str | None = None, **settings: Any) -> Back
     module, attribute = FACTORIES[name].split(":")
     backend: Backend = getattr(import_module(module), attribute)(model, **settings)
     return backend
+
+
+def planned_model(name: str, model: str | None) -> str:
+    """The model a call would use, without building the backend: an estimate needs no key."""
+    if name not in (AUTO, *FACTORIES):
+        raise ParameterError(f"unknown backend {name!r}: use one of {', '.join(map(repr, backend_names()))}")
+    if name == AUTO:
+        name = "gemini" if KeyPool.from_env() is not None else "heuristic"
+    if name == "heuristic":
+        return "heuristic"
+    from rca.backends.gemini import DEFAULT_MODEL
+
+    return model or os.environ.get("RCA_MODEL") or DEFAULT_MODEL
 
 
 def choose_backend(name: str, model: str | None, *, announce: bool = True, **settings: Any) -> Backend:
