@@ -326,7 +326,7 @@ def test_backend_answers_for_free_and_measures_latency() -> None:
     assert outcome.input_tokens == outcome.output_tokens == 0 and outcome.cost_usd == 0.0
     assert 0 < outcome.latency_s < 1
     custom = Taxonomy(name="mine", categories=(Category(name="A", definition="d"), Category(name="B", definition="d")))
-    with pytest.raises(ValueError, match="backend='gemini'"):
+    with pytest.raises(ValueError, match="the gemini backend"):
         asyncio.run(backend.analyze(request(custom)))
 
 
