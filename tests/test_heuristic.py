@@ -300,7 +300,7 @@ def test_long_quotes_are_cut_to_200_chars_around_the_match() -> None:
 def test_custom_taxonomy_without_the_default_names_is_refused_clearly() -> None:
     custom = Taxonomy(name="mine", categories=(Category(name="Bad Prompt", definition="d"),
                                                Category(name="Bad Luck", definition="d")))
-    with pytest.raises(ValueError, match=r"default categories.*backend='gemini'") as info:
+    with pytest.raises(ValueError, match=r"default categories.*--backend gemini") as info:
         diagnose(transcript([], "AssertionError"), taxonomy=custom)
     assert "Hallucination" in str(info.value) and "mine" in str(info.value)
 

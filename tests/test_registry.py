@@ -96,5 +96,5 @@ def test_analyze_failures_calls_a_registered_backend_and_its_hooks(tmp_path: Pat
 
 def test_the_heuristic_refuses_a_custom_taxonomy_before_any_row() -> None:
     custom = Taxonomy(name="mine", categories=(Category(name="A", definition="d"), Category(name="B", definition="d")))
-    with pytest.raises(ParameterError, match="backend='gemini' for a custom taxonomy"):
+    with pytest.raises(ParameterError, match="custom taxonomy with the gemini backend"):
         HeuristicBackend().check_taxonomy(custom)
