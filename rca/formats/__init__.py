@@ -22,6 +22,9 @@ from rca.transcript import Transcript
 FORMATS: dict[str, str] = {
     "harness": "rca.formats.harness",
     "multiagent": "rca.formats.multiagent",
+    "inspect": "rca.formats.inspect_log",
+    "atif": "rca.formats.atif",
+    "chat": "rca.formats.chat",
 }
 DEFAULT_FORMAT = "harness"  # rows written before formats existed came from the harness
 
