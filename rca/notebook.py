@@ -54,7 +54,7 @@ def _option_line(option: Option) -> str:
 
 
 PARAMETERS = """\
-# Paths are relative to the kernel's working directory.
+# Paths are relative to the working directory, else to the folder above it (Jupyter runs this in notebooks/).
 db_path = "analysis_cache.db"  # the cache of failures and analyses
 runs_dir = "benchmark_runs"  # ingest new runs from here first; None: use db_path as it is
 

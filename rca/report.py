@@ -8,6 +8,7 @@ load, analyze; tables of the results; one trace up close. Running it in batch is
 from __future__ import annotations
 
 import html
+import json
 import re
 import sqlite3
 import sys
@@ -35,14 +36,29 @@ from rca.traces import TraceNotFound, load_transcript
 # --- 0. parameters, ingest, load, analyze -----------------------------------------------
 
 def _as_list(value: Any, name: str) -> list[str]:
-    """A filter from papermill or a person: None, "", "a,b" or a list; empty means all."""
+    """A filter from papermill or a person: None, "", one name, "a,b", a JSON list as text
+    (papermill's `-p suites '["a"]'` passes it so) or a list; empty means all."""
     if value is None or value == "":
         return []
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ParameterError(f"{name} {value!r} is not a JSON list: {exc}") from None
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, Sequence):
         return [str(v) for v in value]
     raise ParameterError(f"{name} must be a list of names (or one comma-separated string), got {value!r}")
+
+
+def _found(path: Path) -> Path:
+    """A relative path as given, else from the folder above: Jupyter runs the notebook in
+    notebooks/, the command line and papermill in the repo root, and both name the same files."""
+    if path.is_absolute() or path.exists():
+        return path
+    above = Path("..") / path
+    return above if above.exists() else path
 
 
 def _known(db: Path, column: str) -> list[str]:
@@ -104,14 +120,14 @@ def prepare(
         tax = resolve_taxonomy(taxonomy or None)
     except (ValueError, FileNotFoundError) as exc:
         raise ParameterError(str(exc)) from None
-    db = Path(db_path)
+    db = _found(Path(db_path))
     if runs_dir in (None, ""):
         runs = None
         if not db.is_file():
             raise ParameterError(f"no cache at {db}: set runs_dir to ingest runs first, "
                                  "or db_path to an existing analysis_cache.db")
     else:
-        runs = Path(runs_dir)
+        runs = _found(Path(runs_dir))
         if not runs.is_dir():
             raise ParameterError(f"no runs folder at {runs} (working directory {Path.cwd()}): set runs_dir to the "
                                  f"folder holding <run_id>/trace.jsonl, write demo runs there with `rca demo {runs}`, "

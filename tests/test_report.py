@@ -76,6 +76,19 @@ def test_prepare_names_what_to_fix(demo: dict, monkeypatch: pytest.MonkeyPatch, 
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("suites", ['["fix_errors"]', "fix_errors", "fix_errors, api_understanding", ["fix_errors"]])
+def test_list_parameters_take_json_commas_or_one_name(demo: dict, suites: object) -> None:
+    frame = prepare(demo["db"], None, suites=suites)  # papermill -p passes '["fix_errors"]' as text
+    assert set(frame.suite) <= {"fix_errors", "api_understanding"} and "fix_errors" in set(frame.suite)
+
+
+def test_paths_work_from_the_repo_root_and_from_notebooks(demo: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    (demo["dir"] / "notebooks").mkdir(exist_ok=True)
+    monkeypatch.chdir(demo["dir"] / "notebooks")  # where Jupyter runs the notebook
+    frame = prepare("cache.db", "runs")
+    assert len(frame) == len(demo["df"])
+
+
 # --- charts ---------------------------------------------------------------------------
 
 def test_every_chart_is_titled_labelled_and_names_benchmarks_on_hover(df: pd.DataFrame) -> None:
