@@ -21,10 +21,9 @@ from rca.transcript import Transcript
 # name -> module; modules load on first use, so a heavy reader costs nothing until needed.
 FORMATS: dict[str, str] = {
     "harness": "rca.formats.harness",
-    "multiagent": "rca.formats.multiagent",
-    "inspect": "rca.formats.inspect_log",
+    "inspect": "rca.formats.inspect_log",  # before multiagent: its JSON logs have `"history": [` too
     "atif": "rca.formats.atif",
-    "chat": "rca.formats.chat",
+    "multiagent": "rca.formats.multiagent",
 }
 DEFAULT_FORMAT = "harness"  # rows written before formats existed came from the harness
 
