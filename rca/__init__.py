@@ -19,7 +19,8 @@ _LAZY = {
     "RenderedTrace": "rca.render", "render_trace": "rca.render",
     "DEFAULT_TAXONOMY": "rca.schema", "RootCauseAnalysis": "rca.schema", "Taxonomy": "rca.schema",
     "connect": "rca.store", "load_failures": "rca.store", "load_cases": "rca.store",
-    "compare_runs": "rca.compare", "RunComparison": "rca.compare",
+    "compare_runs": "rca.compare", "RunComparison": "rca.compare", "export_failures": "rca.export",
+    "show_failure": "rca.show",
     "load_trace": "rca.traces", "load_transcript": "rca.traces",
     "Step": "rca.transcript", "Transcript": "rca.transcript",
 }

@@ -94,20 +94,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from rca.analyze import analyze_failures
     from rca.options import OPTIONS
-    from rca.report import check_filters
     from rca.schema import resolve_taxonomy
     from rca.store import load_failures
 
-    if not Path(args.db).is_file():
-        raise InputError(f"no cache at {args.db}: run `rca ingest RUNS_DIR --db {args.db}` first")
-    if args.limit is not None and args.limit < 0:
-        raise ParameterError(f"--limit must be >= 0, got {args.limit}")
+    _need_db(args.db)
     try:  # a wrong name or file fails before anything is read
         resolve_taxonomy(args.taxonomy)
     except (ValueError, FileNotFoundError) as exc:
         raise ParameterError(str(exc)) from None
-    filters = {"run_ids": args.run_id or [], "suites": args.suite or [], "generators": args.generator or []}
-    check_filters(args.db, **filters)
+    filters = _filters(args)
     df = load_failures(args.db, **filters, only_unanalyzed=args.only_unanalyzed, limit=args.limit)
     if df.empty:
         print("nothing to analyze: no failed attempts match")
@@ -141,6 +136,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rates = result.pass_rates[result.pass_rates["scope"] != "all"]
     for row in rates.itertuples():
         print(f"  {row.scope:<9} {row.name:<32} {row.before:6.0%} -> {row.after:6.0%}  ({row.change:+.0%})")
+    return EXIT_OK
+
+
+def _filters(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The filter flags as load_failures' arguments, checked against the cache: a typo is an error,
+    not an empty result."""
+    from rca.report import check_filters
+
+    if args.limit is not None and args.limit < 0:
+        raise ParameterError(f"--limit must be >= 0, got {args.limit}")
+    filters = {"run_ids": args.run or [], "suites": args.suite or [], "generators": args.generator or []}
+    check_filters(args.db, **filters)
+    return filters
+
+
+def _need_db(db: str) -> None:
+    if not Path(db).is_file():
+        raise InputError(f"no cache at {db}: run `rca ingest RUNS_DIR --db {db}` first")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rca.show import show_failure
+
+    _need_db(args.db)
+    print(show_failure(args.db, args.failure_id, runs_dir=args.runs_dir))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rca.export import export_failures, write_export
+
+    _need_db(args.db)
+    frame = export_failures(args.db, **_filters(args), limit=args.limit)
+    path = write_export(frame, args.output, args.format)
+    print(f"wrote {len(frame)} failed attempts to {path}")
     return EXIT_OK
 
 
@@ -237,6 +267,14 @@ class _Command(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+def filter_options(p: argparse.ArgumentParser) -> None:
+    """The same filter flags on every command that selects failures."""
+    p.add_argument("--run", "--run-id", dest="run", action="append", metavar="ID", help="only this run (repeatable)")
+    p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
+    p.add_argument("--generator", action="append", metavar="NAME", help="only this generator (repeatable)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N failed attempts")
+
+
 def _format_option(p: argparse.ArgumentParser) -> None:
     from rca.formats import FORMATS
 
@@ -298,12 +336,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "only asks again when model, taxonomy, prompt or trace changed (or --force).",
                        late=_analysis_options)
     p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
-    p.add_argument("--run-id", action="append", metavar="ID", help="only this run (repeatable)")
-    p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
-    p.add_argument("--generator", action="append", metavar="NAME", help="only this generator (repeatable)")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N failed attempts")
+    filter_options(p)
     p.add_argument("--only-unanalyzed", action="store_true", help="skip rows that already have a root cause")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("show", help="one failure in the terminal: case, task, root cause, the blamed step, evidence",
+                       description="Print one failure: its case and task, the answer (category, explanation, fix, "
+                                   "agent), the blamed step with the steps around it, and the evidence.")
+    p.add_argument("failure_id", type=int, metavar="FAILURE_ID", help="the failure's id (the `id` column)")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    p.add_argument("--runs-dir", help="where to look for the trace when its recorded path has moved")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="failures with their answers to CSV, JSON lines or Parquet",
+                       description="Write one row per failed attempt with its latest answer, in stable columns "
+                                   "(rca.export.COLUMNS).")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="csv", help="file format (default: csv)")
+    p.add_argument("--output", required=True, metavar="FILE", help="the file to write")
+    filter_options(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="what changed between two runs: pass rates, cases, patterns",
                        description="Compare run AFTER with run BEFORE: pass rate per suite and generator in each, the "

@@ -190,3 +190,42 @@ def test_unanswered_rows_keep_their_reason_in_the_cache(tmp_path: Path) -> None:
     main(["analyze", "--db", str(db), "--backend", "heuristic"])
     errors = unanswered_errors(db)
     assert sorted(errors.index) == [1, 2] and all(e.startswith("trace not readable") for e in errors)
+
+
+def test_show_prints_the_failure_with_its_blamed_step(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rca.store import load_failures
+
+    assert main(["analyze", "--limit", "5"]) == EXIT_OK
+    row = load_failures("analysis_cache.db").dropna(subset=["category"]).iloc[0]
+    capsys.readouterr()
+    assert main(["show", str(row["id"])]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith(f"failure {row['id']}: {row['benchmark_name']}") and f"root cause: {row['category']}" in out
+    assert f">> [{row['root_cause_step']}]" in out and "fix:" in out and "task:" in out
+    assert main(["show", "99999"]) == EXIT_USAGE
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_writes_stable_columns_with_filters(work: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from rca.export import COLUMNS
+
+    assert main(["analyze", "--suite", "fix_errors"]) == EXIT_OK
+    out = Path(f"out.{fmt}")
+    assert main(["export", "--format", fmt, "--output", str(out), "--suite", "fix_errors", "--limit", "7"]) == EXIT_OK
+    frame = pd.read_csv(out) if fmt == "csv" else pd.read_json(out, lines=True)
+    assert list(frame.columns) == list(COLUMNS) and len(frame) == 7 and set(frame["suite"]) == {"fix_errors"}
+    assert frame["category"].notna().all()
+    assert main(["export", "--output", "x.csv", "--suite", "nosuch"]) == EXIT_USAGE
+
+
+def test_parquet_without_pyarrow_says_how_to_get_it(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pandas")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert main(["export", "--format", "parquet", "--output", "x.parquet"]) == EXIT_USAGE
+        assert "pip install 'rca[parquet]'" in capsys.readouterr().err
+    else:
+        assert main(["export", "--format", "parquet", "--output", "x.parquet"]) == EXIT_OK
