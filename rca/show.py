@@ -32,8 +32,11 @@ def steps_around(transcript: Transcript, step: int | None, around: int = AROUND)
     lines = []
     for s in transcript.steps[max(0, centre - around): centre + around + 1]:
         head, body = step_line(s, transcript)
+        if s.kind == "final_answer" and transcript.final_answer:
+            body = transcript.final_answer  # here there is no <final_answer> section to point to
         mark = ">>" if s.index == step else "  "
-        lines.append(f"{mark} [{s.index}] {redact(head)}{_clean(body, STEP_CHARS)}")
+        text = _clean(body, STEP_CHARS).replace("\n", "\n       ")
+        lines.append(f"{mark} [{s.index}] {redact(head)}{text}")
     return lines
 
 
