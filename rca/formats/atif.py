@@ -128,6 +128,8 @@ def _steps(trajectory: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
     if last.get("source") == "agent" and text_of(last.get("message")):
         final = next(s for s in reversed(steps) if s["kind"] == "message")
         final["kind"] = "final_answer"
+    if continued := trajectory.get("continued_trajectory_ref"):  # the rest of the run is in another file
+        steps.append({"kind": "system", "role": "system", "text": f"continued in {text_of(continued)}"})
     return steps
 
 

@@ -242,8 +242,9 @@ def _ref(path: Path, sample_id: int | str, epoch: int) -> str:
 def _row(path: Path, header: EvalLog, transcript: Transcript, sample: EvalSample) -> FailureRow:
     spec, stat = header.eval, path.stat()
     text = transcript.outcome.error
+    started = getattr(sample, "started_at", None)  # inspect_ai < 0.3.1xx has no per-sample start
     return FailureRow(
-        run_id=spec.run_id, timestamp=sample.started_at or spec.created, benchmark_name=_case_name(spec, sample.id),
+        run_id=spec.run_id, timestamp=started or spec.created, benchmark_name=_case_name(spec, sample.id),
         suite=spec.task, generator=_generator(spec), attempt_number=sample.epoch, error_type=regex_tags_json(text),
         raw_error=text, explanation=text[:EXPLANATION_CHARS] if text else None, trace_log_path=str(path.resolve()),
         trace_offset=_offset(spec, sample.id), trace_length=stat.st_size, trace_line=0, attempt_index=sample.epoch - 1,
