@@ -87,7 +87,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not runs.exists():
         raise InputError(f"no runs folder or trace file at {runs}: pass the folder holding <run_id>/trace.jsonl, "
                          f"a trace file or a folder of them (or `rca demo {runs}`)")
-    print(ingest_runs(runs, args.db, format=args.format))
+    print(ingest_runs(runs, args.db, format=args.format, all_failed=args.all_failed))
     return EXIT_OK
 
 
@@ -108,7 +108,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("nothing to analyze: no failed attempts match")
         return EXIT_OK
     options = {option.name: getattr(args, option.name) for option in OPTIONS}
-    out = analyze_failures(df, db=args.db, **options, progress=sys.stderr.isatty())
+    out = analyze_failures(df, db=args.db, **options)  # progress: a bar on a terminal, lines in a log
     if args.dry_run:  # analyze_failures has printed the estimate
         return EXIT_OK
     _print_categories(out, "failed attempts")
@@ -188,7 +188,7 @@ def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argpar
 
     try:
         files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,
-                               args.output_dir, notebook=args.notebook)
+                               args.output_dir, notebook=args.notebook, progress=True)
     except ReportCellError as exc:
         print(f"rca {args.command}: {exc}", file=sys.stderr)
         print(f"rca {args.command}: the partly executed notebook is in {exc.files.notebook} ({exc.files.html})", file=sys.stderr)
@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "that recognizes it. What was read already is skipped.", late=_format_option)
     p.add_argument("runs_dir", nargs="?", default=DEFAULT_RUNS, metavar="PATH", help=f"(default: {DEFAULT_RUNS})")
     p.add_argument("--db", default=DEFAULT_DB, help=f"the cache (default: {DEFAULT_DB}; created if missing)")
+    p.add_argument("--all-failed", action="store_true",
+                   help="every trace in the files is a failure, not only those that say so (not for the harness's runs)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("analyze", help="find the root cause of each failed attempt",

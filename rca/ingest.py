@@ -8,6 +8,7 @@ each problem becomes an IngestIssue naming the file and line.
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -46,7 +47,8 @@ class IngestSummary(BaseModel):
 
 
 def ingest_runs(
-    path: str | Path, db: str | Path = DEFAULT_DB, *, format: str = "auto", since: datetime | None = None
+    path: str | Path, db: str | Path = DEFAULT_DB, *, format: str = "auto", since: datetime | None = None,
+    all_failed: bool = False,
 ) -> IngestSummary:
     """Read failed attempts from `path` (a file or a folder) into the cache.
 
@@ -55,7 +57,8 @@ def ingest_runs(
     last one stopped. Any other input is read file by file, each by the format that recognizes
     it (`format="auto"`) or the one named; a file nothing recognizes is an issue that says which
     formats were tried. Nothing in a file stops the others: every problem is an issue in the
-    summary. `since` keeps sources changed at or after that time.
+    summary. `since` keeps sources changed at or after that time. `all_failed` takes every trace of
+    the files as a failure, for sources that hold failed runs only (the harness's runs ignore it).
     """
     root = Path(path)
     if not root.exists():
@@ -69,7 +72,7 @@ def ingest_runs(
         if format == "harness" or (format == "auto" and _harness_runs(root)):
             _ingest_harness_runs(conn, root, since, summary)
         else:
-            _ingest_files(conn, root, format, since, summary)
+            _ingest_files(conn, root, format, since, summary, all_failed)
     finally:
         conn.close()
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -111,7 +114,7 @@ def _ingest_harness_runs(conn: sqlite3.Connection, root: Path, since: datetime |
 
 
 def _ingest_files(conn: sqlite3.Connection, root: Path, format: str, since: datetime | None,
-                  summary: IngestSummary) -> None:
+                  summary: IngestSummary, all_failed: bool = False) -> None:
     files = [root] if root.is_file() else sorted(
         p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     seen: set[Path] = set()
@@ -129,12 +132,13 @@ def _ingest_files(conn: sqlite3.Connection, root: Path, format: str, since: date
                 tried = ", ".join(name for name in FORMATS if name != "harness")
                 summary.issues.append(IngestIssue(path=str(file), message=f"no format recognizes this file (tried {tried})"))
                 continue
-            key = f"{adapter.name}:{real}"  # a file's progress is kept under its format and path
+            # a file's progress is kept under its format and path (and all_failed: it reads more rows)
+            key = f"{adapter.name}:{real}" + (":all-failed" if all_failed else "")
             if (stored := load_progress(conn, key, file)) is not None and stored["finished"] \
                     and stored["offset"] == file.stat().st_size:
                 summary.runs_skipped += 1
                 continue
-            _ingest_source(conn, adapter, key, file.stem, file, summary)
+            _ingest_source(conn, adapter, key, file.stem, file, summary, all_failed)
         except OSError as exc:
             summary.issues.append(IngestIssue(path=str(file), message=f"cannot read: {exc.strerror or exc}"))
 
@@ -144,7 +148,7 @@ def _mtime(path: Path) -> datetime:
 
 
 def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: str, path: Path,
-                   summary: IngestSummary) -> None:
+                   summary: IngestSummary, all_failed: bool = False) -> None:
     """One run file (or any source file) through its adapter: rows in batches, then its progress."""
     stored = load_progress(conn, key, path)
     resume = Progress(**stored) if stored and not stored["finished"] else None
@@ -168,7 +172,8 @@ def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: 
             cases = []
 
     progress = resume or Progress()
-    for item in adapter.failures(path, run_id, resume):
+    options = {"all_failed": True} if all_failed and "all_failed" in inspect.signature(adapter.failures).parameters else {}
+    for item in adapter.failures(path, run_id, resume, **options):
         if isinstance(item, Progress):
             progress = item
         elif isinstance(item, IngestIssue):
