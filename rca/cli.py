@@ -108,7 +108,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("nothing to analyze: no failed attempts match")
         return EXIT_OK
     options = {option.name: getattr(args, option.name) for option in OPTIONS}
-    out = analyze_failures(df, db=args.db, **options)  # progress: a bar on a terminal, lines in a log
+    out = analyze_failures(df, db=args.db, **options, progress=sys.stderr.isatty())
     if args.dry_run:  # analyze_failures has printed the estimate
         return EXIT_OK
     _print_categories(out, "failed attempts")
@@ -188,7 +188,7 @@ def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argpar
 
     try:
         files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,
-                               args.output_dir, notebook=args.notebook, progress=True)
+                               args.output_dir, notebook=args.notebook)
     except ReportCellError as exc:
         print(f"rca {args.command}: {exc}", file=sys.stderr)
         print(f"rca {args.command}: the partly executed notebook is in {exc.files.notebook} ({exc.files.html})", file=sys.stderr)
