@@ -24,6 +24,7 @@ FORMATS: dict[str, str] = {
     "inspect": "rca.formats.inspect_log",  # before multiagent: its JSON logs have `"history": [` too
     "atif": "rca.formats.atif",
     "multiagent": "rca.formats.multiagent",
+    "chat": "rca.formats.chat",
 }
 DEFAULT_FORMAT = "harness"  # rows written before formats existed came from the harness
 

@@ -9,6 +9,10 @@ The agent of a turn is its `name`, else its role without a qualifier such as "(t
 ("Orchestrator (thought)" is the Orchestrator, as the labels name it). A turn by the human
 asking the question is the task-giver's, not an agent's. The labels (and the correct answer)
 go into `metadata["labels"]`, which nothing renders: they are for grading, never for the model.
+
+Each log is one case, so its folder is its run (Who&When's Algorithm-Generated and Hand-Crafted
+each number their logs from 1) and its row's trace_offset a digest of folder and file name: a
+log's byte offset, 0, would make the logs of one run one row in the cache.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from rca.baseline import regex_tags_json
 from rca.errors import FormatError, TraceNotFound
 from rca.formats import IngestIssue, Progress
+from rca.formats.chat import json_keys, stable_key
 from rca.store import FailureRow
 from rca.transcript import Outcome, Transcript, number_steps
 
@@ -82,22 +87,24 @@ def _logs(path: Path) -> list[Path]:
 
 
 def detect(path: Path) -> bool:
-    """A .json file whose first 64 KiB show a JSON object with a `history` list (or a folder of them)."""
+    """A .json file whose first 64 KiB show a JSON object with a top-level `history` (or a folder of
+    them): a `history` deeper down (in another format's metadata) is not this format."""
     for file in _logs(path):
         if file.suffix == ".json":
             with file.open("rb") as f:
-                head = f.read(64 << 10)
-            if head.lstrip().startswith(b"{") and re.search(rb'"history"\s*:\s*\[', head):
+                head = f.read(64 << 10).lstrip()
+            if head.startswith(b"{") and (1, b"history") in json_keys(head):
                 return True
     return False
 
 
-def _row(path: Path, run_id: str, obj: Mapping[str, Any]) -> FailureRow:
+def _row(path: Path, obj: Mapping[str, Any]) -> FailureRow:
     stat = path.stat()
     return FailureRow(
-        run_id=run_id, timestamp=None, benchmark_name=path.stem, suite=None, generator=None, attempt_number=None,
-        error_type=regex_tags_json(None), raw_error=None, explanation=None, trace_log_path=str(path.resolve()),
-        trace_offset=0, trace_length=stat.st_size, trace_line=1, attempt_index=-1, trace_file_size=stat.st_size,
+        run_id=path.parent.name, timestamp=None, benchmark_name=path.stem, suite=None, generator=None,
+        attempt_number=None, error_type=regex_tags_json(None), raw_error=None, explanation=None,
+        trace_log_path=str(path.resolve()), trace_offset=stable_key(f"{path.parent.name}/{path.name}"),
+        trace_length=stat.st_size, trace_line=1, attempt_index=-1, trace_file_size=stat.st_size,
         trace_file_mtime=stat.st_mtime, event_kind="history",
         case_id=str(obj["question_ID"]) if obj.get("question_ID") is not None else None,
         result="incorrect", format=NAME, trace_ref=str(path.resolve()),
@@ -105,13 +112,14 @@ def _row(path: Path, run_id: str, obj: Mapping[str, Any]) -> FailureRow:
 
 
 def failures(path: Path, run_id: str, resume: Progress | None = None) -> Iterator[FailureRow | IngestIssue | Progress]:
-    """One row per log (every log records a failed task), then a finished Progress: logs are written whole."""
+    """One row per log (every log records a failed task), then a finished Progress: logs are written
+    whole. The run is the log's folder, not `run_id`."""
     if resume is not None and resume.finished:
         yield resume
         return
     for file in _logs(path):
         try:
-            yield _row(file, run_id, _load(file))
+            yield _row(file, _load(file))
         except FormatError as exc:
             yield IngestIssue(path=exc.path, message=exc.reason)
     yield Progress(finished=True)
@@ -136,7 +144,7 @@ def read(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Trans
 def locate(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> FailureRow:
     """The row as ingest would write it for the log it names."""
     path = _path(row, runs_dir)
-    return _row(path, str(row.get("run_id")), _load(path))
+    return _row(path, _load(path))
 
 
 class _MultiAgent:
