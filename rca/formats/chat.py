@@ -128,14 +128,12 @@ def _files(path: Path) -> list[Path]:
 
 
 def _layout(path: Path) -> Layout:
-    """JSONL by name; a list by its first byte; else JSONL when the first of several lines is a
-    whole object, else one (pretty-printed) case."""
-    if path.suffix in JSONL_SUFFIXES:
-        return "lines"
+    """A list by its first byte; JSONL by name, or when the first of several lines is a whole
+    object; else one case (pretty-printed, or on one line)."""
     head = _head(path)
     if head[:1] == b"[":
         return "list"
-    if not head:
+    if path.suffix in JSONL_SUFFIXES or not head:
         return "lines"
     records = list(itertools.islice(iter_records(path), 2))
     if len(records) < 2:
@@ -199,16 +197,16 @@ def _document(path: Path) -> Iterator[_Case | IngestIssue]:
     pos = _WS.match(text, start + 1).end() if listed else start
     offset, line, seen = 0, 1, 0  # the byte offset and line of text[seen]
     decoder = json.JSONDecoder()
+    rest = "; the cases after it are not read" if listed else ""
     while pos < len(text) and not (listed and text.startswith("]", pos)):
         offset, line, seen = offset + _nbytes(text[seen:pos]), line + text.count("\n", seen, pos), pos
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            yield IngestIssue(path=str(path), line=exc.lineno, message=f"malformed JSON: {exc.msg}"
-                              + ("; the cases after it are not read" if listed else ""))
+            yield IngestIssue(path=str(path), line=exc.lineno, message=f"malformed JSON: {exc.msg}{rest}")
             return
         except RecursionError:
-            yield IngestIssue(path=str(path), line=line, message="nested too deeply to read; skipped")
+            yield IngestIssue(path=str(path), line=line, message=f"nested too deeply to read{rest}")
             return
         yield _case(path, line, offset, _nbytes(text[pos:end]), value, text[pos:end], one=not listed)
         pos = _WS.match(text, end).end()
