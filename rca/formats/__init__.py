@@ -23,6 +23,7 @@ FORMATS: dict[str, str] = {
     "harness": "rca.formats.harness",
     "inspect": "rca.formats.inspect_log",  # before multiagent: its JSON logs have `"history": [` too
     "atif": "rca.formats.atif",
+    "otel": "rca.formats.otel",
     "multiagent": "rca.formats.multiagent",
     "chat": "rca.formats.chat",
 }
