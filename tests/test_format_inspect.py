@@ -94,6 +94,59 @@ def test_reingest_and_the_same_log_as_json_add_nothing(tmp_path: Path) -> None:
     assert rca.ingest_runs(as_json, db).rows_added == 0  # rows are keyed on the eval and sample, not the file
 
 
+def _agent_log(path: Path) -> Path:
+    """The addition log with its sample replaced by an agent's run, written by inspect_ai itself: a
+    researcher agent (a span inside the react solver) reasons and calls a tool that times out, the
+    solver answers wrongly, a grader's model call scores it, and the message limit ends it."""
+    from inspect_ai.event import ModelEvent, SpanBeginEvent, SpanEndEvent
+    from inspect_ai.log import EvalSampleLimit
+    from inspect_ai.model import (ChatCompletionChoice, ChatMessageAssistant, ChatMessageTool, ContentReasoning,
+                                  ContentText, GenerateConfig, ModelOutput)
+    from inspect_ai.tool import ToolCall, ToolCallError
+
+    def model_call(message: ChatMessageAssistant, span: str) -> ModelEvent:
+        return ModelEvent(model="anthropic/claude-sonnet-4-5", input=[], tools=[], tool_choice="auto",
+                          config=GenerateConfig(), output=ModelOutput(choices=[ChatCompletionChoice(message=message)]),
+                          span_id=span)
+
+    search = ChatMessageAssistant(id="m1", content=[ContentReasoning(reasoning="Look it up first."),
+                                                    ContentText(text="Searching.")],
+                                  tool_calls=[ToolCall(id="c1", function="web_search", arguments={"query": "1 + 1"})])
+    timeout = ChatMessageTool(id="m2", content="", tool_call_id="c1", function="web_search",
+                              error=ToolCallError("timeout", "search timed out"))
+    answer = ChatMessageAssistant(id="m3", content="It is 3.")
+    log = read_eval_log(str(ADDITION))
+    sample = log.samples[0]
+    sample.messages = [sample.messages[0], search, timeout, answer]
+    sample.events = [SpanBeginEvent(id="s", span_id="s", type="solver", name="react"),
+                     SpanBeginEvent(id="a", span_id="a", parent_id="s", type="agent", name="researcher"),
+                     model_call(search, "a"), SpanEndEvent(id="a", span_id="a"), model_call(answer, "s"),
+                     SpanEndEvent(id="s", span_id="s"), SpanBeginEvent(id="g", span_id="g", type="scorers", name="scorers"),
+                     model_call(ChatMessageAssistant(id="m4", content="GRADE: I"), "g"), SpanEndEvent(id="g", span_id="g")]
+    sample.output = ModelOutput(choices=[ChatCompletionChoice(message=answer)], completion="It is 3.")
+    sample.scores = {"match": Score(value="I", answer="3")}
+    sample.limit = EvalSampleLimit(type="message", limit=4)
+    write_eval_log(log, str(path))
+    return path
+
+
+def test_an_agents_reasoning_tool_calls_errors_and_limit_are_steps(tmp_path: Path) -> None:
+    log = _agent_log(tmp_path / "agent.eval")
+    db = tmp_path / "c.db"
+    assert rca.ingest_runs(log, db).rows_added == 1
+    t = rca.load_transcript(rca.load_failures(db).iloc[0])
+    assert [(s.kind, s.agent) for s in t.steps] == [
+        ("message", None), ("thought", "researcher"), ("message", "researcher"), ("tool_call", "researcher"),
+        ("tool_result", "researcher"), ("final_answer", "react"), ("error", None)]
+    call, result = t.steps[3], t.steps[4]
+    assert (call.tool_name, call.tool_args, call.call_id) == ("web_search", {"query": "1 + 1"}, "c1")
+    assert (result.call_id, result.text, result.is_error) == ("c1", "search timed out", True)
+    assert t.agents == ["researcher", "react"] and t.final_answer == "It is 3."
+    assert t.steps[-1].text == "message limit of 4 reached" and "message limit of 4 reached" in t.outcome.error
+    text = rca.render_trace(t).text
+    assert "researcher: call web_search" in text and "web_search -> (error) search timed out" in text
+
+
 def test_a_passing_log_has_no_failure_unless_all_failed(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     assert rca.ingest_runs(ADDITION, db).rows_added == 0

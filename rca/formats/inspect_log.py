@@ -122,7 +122,8 @@ def _verdict(sample: EvalSample) -> str | None:
 def _limit_text(sample: EvalSample) -> str:
     limit = sample.limit
     assert limit is not None
-    return f"{limit.type} limit of {limit.limit:g} reached" + (f": {limit.reason}" if limit.reason else "")
+    reason = getattr(limit, "reason", None)  # inspect_ai 0.3.26x and later say why
+    return f"{limit.type} limit of {limit.limit:g} reached" + (f": {reason}" if reason else "")
 
 
 def _authors(sample: EvalSample) -> dict[str, str]:
