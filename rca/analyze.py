@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from rca.backends import AnalysisOutcome, AnalysisRequest, Backend
 from rca.backends.registry import choose_backend, planned_model
@@ -28,6 +27,7 @@ from rca.estimate import estimate
 from rca.errors import AllKeysDead, ParameterError
 from rca.keys import KeyPool, format_summary
 from rca.pricing import Price, estimate_cost, price_known
+from rca.progress import Progress
 from rca.prompt import PROMPT_VERSION, system_instruction
 from rca.render import estimate_tokens, render_trace
 from rca.results import answer_columns, verify_evidence
@@ -210,7 +210,7 @@ class _Runner:
     async def run(self, jobs: list[_Job]) -> None:
         if not jobs:
             return
-        self.bar = tqdm(total=len(jobs), desc=f"rca {self.engine.model}", unit="row", disable=not self.progress)
+        self.bar = Progress(len(jobs), f"rca analyze ({self.engine.model})", "rows", enabled=self.progress)
         try:
             await asyncio.gather(*(self._one(job) for job in jobs))
         finally:
@@ -345,8 +345,7 @@ class _Runner:
             self.unsaved.pop(0)
 
     def _tick(self) -> None:
-        self.bar.set_postfix(done=self.done, failed=self.failed, cost=f"${self.spent:.4f}", refresh=False)
-        self.bar.update(1)
+        self.bar.update(1, done=self.done, failed=self.failed, cost=f"${self.spent:.4f}")
 
     def summary(self, total: int) -> str:
         text = (f"rca: {total} rows: {self.done} analyzed, {self.cached} from cache, {self.failed} failed, "

@@ -108,7 +108,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("nothing to analyze: no failed attempts match")
         return EXIT_OK
     options = {option.name: getattr(args, option.name) for option in OPTIONS}
-    out = analyze_failures(df, db=args.db, **options, progress=sys.stderr.isatty())
+    out = analyze_failures(df, db=args.db, **options)  # progress: a bar on a terminal, lines in a log
     if args.dry_run:  # analyze_failures has printed the estimate
         return EXIT_OK
     _print_categories(out, "failed attempts")
@@ -151,6 +151,31 @@ def _filters(args: argparse.Namespace) -> dict[str, list[str]]:
     return filters
 
 
+def cmd_patterns(args: argparse.Namespace) -> int:
+    from rca.patterns import find_patterns, format_patterns
+    from rca.store import load_failures
+
+    _need_db(args.db)
+    df = load_failures(args.db, **_filters(args), limit=args.limit)
+    if df["category"].isna().all():
+        print("no analyzed failures match: run `rca analyze` first")
+        return EXIT_OK
+    frame = find_patterns(df, db=args.db, backend=args.backend, synthesis_model=args.synthesis_model,
+                          force=args.force, timeout=args.timeout)
+    print(format_patterns(frame))
+    return EXIT_OK
+
+
+def _patterns_options(p: argparse.ArgumentParser) -> None:
+    from rca.options import OPTION
+
+    for name in ("backend", "timeout"):
+        _add_option(p, OPTION[name])
+    p.add_argument("--synthesis-model", metavar="MODEL",
+                   help="Gemini model that finds the patterns; by default $RCA_SYNTHESIS_MODEL, else a Pro model")
+    p.add_argument("--force", action="store_true", help="find the patterns again instead of reusing the stored ones")
+
+
 def _need_db(db: str) -> None:
     if not Path(db).is_file():
         raise InputError(f"no cache at {db}: run `rca ingest RUNS_DIR --db {db}` first")
@@ -188,7 +213,7 @@ def _execute(db: str, runs_dir: str | None, params: dict[str, Any], args: argpar
 
     try:
         files = execute_report(Path(db).absolute(), Path(runs_dir).absolute() if runs_dir else None, params,
-                               args.output_dir, notebook=args.notebook)
+                               args.output_dir, notebook=args.notebook, progress=True)
     except ReportCellError as exc:
         print(f"rca {args.command}: {exc}", file=sys.stderr)
         print(f"rca {args.command}: the partly executed notebook is in {exc.files.notebook} ({exc.files.html})", file=sys.stderr)
@@ -221,10 +246,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"analyzer: {_analyzer_label(params)}")
     code = _execute(args.db, str(runs), params, args)
     if code == EXIT_OK:
+        from rca.report import as_list
         from rca.store import load_failures, unanswered_errors
 
-        _print_categories(load_failures(args.db), "failed attempts in the cache")
-        code = _report_failures(unanswered_errors(args.db))
+        filters = {key: as_list(params.get(key), key) for key in ("run_ids", "suites", "generators")}
+        covered = load_failures(args.db, **filters, limit=params.get("limit"))  # what the report covered
+        _print_categories(covered, "failed attempts in the report")
+        errors = unanswered_errors(args.db)
+        code = _report_failures(errors[errors.index.isin(covered["id"])])
     return code
 
 
@@ -358,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="FILE", help="the file to write")
     filter_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("patterns", help="the recurring root causes, ranked by failed cases: what to fix first",
+                       description="Group the analyzed failures into specific recurring causes (Gemini when a key is "
+                                   "set, else offline) and rank them by failed cases; causes outside the agent are "
+                                   "listed apart. Stored in the cache: a re-run over unchanged answers calls nothing.",
+                       late=_patterns_options)
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    filter_options(p)
+    p.set_defaults(func=cmd_patterns)
 
     p = sub.add_parser("compare", help="what changed between two runs: pass rates, cases, patterns",
                        description="Compare run AFTER with run BEFORE: pass rate per suite and generator in each, the "

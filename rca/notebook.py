@@ -23,6 +23,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from rca.errors import ParameterError, ReportCellError
 from rca.options import OPTIONS, Option
+from rca.progress import ticking
 
 INTRO = """\
 # Root causes of failed benchmark runs
@@ -212,6 +213,7 @@ def execute_report(
     notebook: str | Path | None = None,
     name: str = "root_cause_analysis",
     kernel: str | None = None,
+    progress: bool = False,
 ) -> ReportFiles:
     """Run the report notebook (or `notebook`, a file) with papermill into output_dir as
     <name>.ipynb and <name>.html.
@@ -234,11 +236,14 @@ def execute_report(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = ReportFiles(out / f"{name}.ipynb", out / f"{name}.html")
+    terminal = sys.stderr.isatty()
     try:
         source = build_notebook() if notebook is None else str(notebook)
-        papermill.execute_notebook(source, str(files.notebook), parameters=values, kernel_name=kernel or kernel_name(),
-                                   progress_bar=False, log_output=False,
-                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning, no shutdown noise
+        with ticking("rca report: executing the notebook", enabled=progress and not terminal):
+            papermill.execute_notebook(source, str(files.notebook), parameters=values,
+                                       kernel_name=kernel or kernel_name(), progress_bar=progress and terminal,
+                                       log_output=False,  # the report's text is in the files, not the terminal
+                                       extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP warning or noise
     except PapermillExecutionError as exc:
         export_html(files.notebook, files.html)
         raise ReportCellError(exc.cell_index, exc.exec_count, exc.source, exc.ename, exc.evalue, files) from None

@@ -35,7 +35,7 @@ from rca.traces import TraceNotFound, load_transcript
 
 # --- 0. parameters, ingest, load, analyze -----------------------------------------------
 
-def _as_list(value: Any, name: str) -> list[str]:
+def as_list(value: Any, name: str) -> list[str]:
     """A filter from papermill or a person: None, "", one name, "a,b", a JSON list as text
     (papermill's `-p suites '["a"]'` passes it so) or a list; empty means all."""
     if value is None or value == "":
@@ -110,8 +110,8 @@ def prepare(
     with force) go to the analyzer. The frame is read back from the cache afterwards, so it
     shows each failure's latest good answer; attrs keep the ingest and analysis summaries.
     """
-    filters = {"run_ids": _as_list(run_ids, "run_ids"), "suites": _as_list(suites, "suites"),
-               "generators": _as_list(generators, "generators")}
+    filters = {"run_ids": as_list(run_ids, "run_ids"), "suites": as_list(suites, "suites"),
+               "generators": as_list(generators, "generators")}
     limit = number(limit, "limit", int, 0)
     concurrency = OPTION["concurrency"].check(concurrency)
     budget_usd = OPTION["budget_usd"].check(budget_usd)

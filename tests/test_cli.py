@@ -229,3 +229,13 @@ def test_parquet_without_pyarrow_says_how_to_get_it(work: Path, capsys: pytest.C
         assert "pip install 'rca[parquet]'" in capsys.readouterr().err
     else:
         assert main(["export", "--format", "parquet", "--output", "x.parquet"]) == EXIT_OK
+
+
+def test_rca_run_counts_what_the_report_covered(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "-p", "suites", "fix_errors", "--output-dir", "out"]) == EXIT_OK
+    out = capsys.readouterr().out
+    from rca.store import load_failures
+
+    n = len(load_failures("analysis_cache.db", suites=["fix_errors"]))
+    assert f"{n} failed attempts in the report: {n} with a root cause" in out
+    assert n < len(load_failures("analysis_cache.db"))

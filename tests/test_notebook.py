@@ -77,7 +77,7 @@ def test_rca_run_demo_writes_the_notebook_and_html(demo_report: dict) -> None:
     assert "reports/root_cause_analysis.html" in proc.stdout and "reports/root_cause_analysis.ipynb" in proc.stdout
     with sqlite3.connect(demo_report["dir"] / "analysis_cache.db") as conn:
         total, analyzed = conn.execute("SELECT COUNT(*), COUNT(llm_root_cause) FROM failures").fetchone()
-    assert f"{total} failed attempts in the cache: {analyzed} with a root cause" in proc.stdout and analyzed > 0
+    assert f"{total} failed attempts in the report: {analyzed} with a root cause" in proc.stdout and analyzed > 0
     assert demo_report["ipynb"].is_file() and demo_report["html"].is_file()
     assert (demo_report["dir"] / "analysis_cache.db").is_file() and (demo_report["dir"] / "benchmark_runs").is_dir()
     assert "Traceback" not in proc.stderr and "WARNING" not in proc.stderr
