@@ -87,7 +87,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not runs.exists():
         raise InputError(f"no runs folder or trace file at {runs}: pass the folder holding <run_id>/trace.jsonl, "
                          f"a trace file or a folder of them (or `rca demo {runs}`)")
-    print(ingest_runs(runs, args.db, format=args.format, all_failed=args.all_failed))
+    print(ingest_runs(runs, args.db, format=args.format, all_failed=args.all_failed,
+                      score_threshold=args.score_threshold))
     return EXIT_OK
 
 
@@ -360,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=DEFAULT_DB, help=f"the cache (default: {DEFAULT_DB}; created if missing)")
     p.add_argument("--all-failed", action="store_true",
                    help="every trace in the files is a failure, not only those that say so (not for the harness's runs)")
+    p.add_argument("--score-threshold", type=float, default=1.0, metavar="X",
+                   help="a scored case fails below this score (Inspect logs, ATIF rewards; default 1.0: below full marks)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("analyze", help="find the root cause of each failed attempt",

@@ -48,7 +48,7 @@ class IngestSummary(BaseModel):
 
 def ingest_runs(
     path: str | Path, db: str | Path = DEFAULT_DB, *, format: str = "auto", since: datetime | None = None,
-    all_failed: bool = False,
+    all_failed: bool = False, score_threshold: float = 1.0,
 ) -> IngestSummary:
     """Read failed attempts from `path` (a file or a folder) into the cache.
 
@@ -59,6 +59,8 @@ def ingest_runs(
     formats were tried. Nothing in a file stops the others: every problem is an issue in the
     summary. `since` keeps sources changed at or after that time. `all_failed` takes every trace of
     the files as a failure, for sources that hold failed runs only (the harness's runs ignore it).
+    `score_threshold` is the score below which a scored case fails (Inspect logs, ATIF rewards); the
+    default 1.0 fails anything below full marks.
     """
     root = Path(path)
     if not root.exists():
@@ -72,7 +74,7 @@ def ingest_runs(
         if format == "harness" or (format == "auto" and _harness_runs(root)):
             _ingest_harness_runs(conn, root, since, summary)
         else:
-            _ingest_files(conn, root, format, since, summary, all_failed)
+            _ingest_files(conn, root, format, since, summary, all_failed, score_threshold)
     finally:
         conn.close()
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -114,7 +116,7 @@ def _ingest_harness_runs(conn: sqlite3.Connection, root: Path, since: datetime |
 
 
 def _ingest_files(conn: sqlite3.Connection, root: Path, format: str, since: datetime | None,
-                  summary: IngestSummary, all_failed: bool = False) -> None:
+                  summary: IngestSummary, all_failed: bool = False, score_threshold: float = 1.0) -> None:
     files = [root] if root.is_file() else sorted(
         p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     seen: set[Path] = set()
@@ -133,12 +135,13 @@ def _ingest_files(conn: sqlite3.Connection, root: Path, format: str, since: date
                 summary.issues.append(IngestIssue(path=str(file), message=f"no format recognizes this file (tried {tried})"))
                 continue
             # a file's progress is kept under its format and path (and all_failed: it reads more rows)
-            key = f"{adapter.name}:{real}" + (":all-failed" if all_failed else "")
+            key = f"{adapter.name}:{real}" + (":all-failed" if all_failed else "") + (
+                f":score-threshold={score_threshold!r}" if score_threshold != 1.0 else "")
             if (stored := load_progress(conn, key, file)) is not None and stored["finished"] \
                     and stored["offset"] == file.stat().st_size:
                 summary.runs_skipped += 1
                 continue
-            _ingest_source(conn, adapter, key, file.stem, file, summary, all_failed)
+            _ingest_source(conn, adapter, key, file.stem, file, summary, all_failed, score_threshold)
         except OSError as exc:
             summary.issues.append(IngestIssue(path=str(file), message=f"cannot read: {exc.strerror or exc}"))
 
@@ -148,7 +151,7 @@ def _mtime(path: Path) -> datetime:
 
 
 def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: str, path: Path,
-                   summary: IngestSummary, all_failed: bool = False) -> None:
+                   summary: IngestSummary, all_failed: bool = False, score_threshold: float = 1.0) -> None:
     """One run file (or any source file) through its adapter: rows in batches, then its progress."""
     stored = load_progress(conn, key, path)
     resume = Progress(**stored) if stored and not stored["finished"] else None
@@ -172,7 +175,11 @@ def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: 
             cases = []
 
     progress = resume or Progress()
-    options = {"all_failed": True} if all_failed and "all_failed" in inspect.signature(adapter.failures).parameters else {}
+    wanted = {"all_failed": True} if all_failed else {}
+    if score_threshold != 1.0:
+        wanted["score_threshold"] = score_threshold
+    accepted = inspect.signature(adapter.failures).parameters
+    options = {name: value for name, value in wanted.items() if name in accepted}
     for item in adapter.failures(path, run_id, resume, **options):
         if isinstance(item, Progress):
             progress = item

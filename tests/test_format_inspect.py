@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import rca
+from rca.cli import main
 from rca.errors import TraceNotFound
 from rca.formats import IngestIssue, detect_format, get_format
 from rca.formats.inspect_log import sample_failed
@@ -166,8 +167,13 @@ def test_score_conventions_and_threshold() -> None:
     assert sample_failed({"a": Score(value={"x": "C", "y": 0.2})}, None)
     assert sample_failed({"a": Score(value="C"), "b": Score(value=False)}, None)
     assert sample_failed(None, "RuntimeError: boom") and not sample_failed(None, None)
-    rows = [r for r in get_format("inspect").failures(GUIDE, "x", score_threshold=0.0) if isinstance(r, FailureRow)]
-    assert rows == []
+
+
+def test_the_user_sets_the_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "c.db"
+    assert main(["ingest", str(GUIDE), "--db", str(db), "--score-threshold", "0"]) == 0
+    assert "0 failed attempts added" in capsys.readouterr().out and len(load_cases(db)) == 16
+    assert rca.ingest_runs(GUIDE, db).rows_added == 5  # another threshold reads the log again
 
 
 def test_a_sample_that_ended_in_an_error_fails_with_its_traceback(tmp_path: Path) -> None:
