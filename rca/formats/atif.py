@@ -22,7 +22,6 @@ share one) and every trajectory is its own file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from rca.baseline import regex_tags_json
 from rca.errors import FormatError, TraceNotFound
 from rca.formats import IngestIssue, Progress
 from rca.formats._text import output_failed, text_of
+from rca.formats.chat import stable_key
 from rca.store import CaseRow, FailureRow
 from rca.transcript import Outcome, Transcript, number_steps
 
@@ -182,7 +182,7 @@ def _row(path: Path, run_id: str, transcript: Transcript) -> FailureRow:
         timestamp=datetime.fromtimestamp(first).astimezone().isoformat() if first is not None else None,
         benchmark_name=transcript.metadata["benchmark_name"], suite=None, generator=transcript.metadata["generator"],
         attempt_number=None, error_type=regex_tags_json(None), raw_error=None, explanation=None, trace_log_path=resolved,
-        trace_offset=int.from_bytes(hashlib.blake2b(resolved.encode(), digest_size=7).digest(), "big"),
+        trace_offset=stable_key(resolved),
         trace_length=stat.st_size, trace_line=0, attempt_index=-1, trace_file_size=stat.st_size,
         trace_file_mtime=stat.st_mtime, event_kind="trajectory", case_id=None,
         result=transcript.outcome.result or "failed", format=NAME, trace_ref=resolved,

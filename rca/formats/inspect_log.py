@@ -26,9 +26,7 @@ re-ingests and unique across the logs of a run, where a position inside a zip wo
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -38,6 +36,7 @@ from rca.baseline import regex_tags_json
 from rca.errors import FormatError, InputError, TraceNotFound
 from rca.formats import IngestIssue, Progress
 from rca.formats._text import output_failed, text_of
+from rca.formats.chat import json_keys, stable_key
 from rca.store import CaseRow, FailureRow
 from rca.transcript import Outcome, Transcript, number_steps
 
@@ -48,7 +47,7 @@ NAME = "inspect"
 INSTALL = "reading Inspect AI logs needs the inspect_ai package: pip install 'rca[inspect]'"
 EXPLANATION_CHARS = 300
 _EVAL_MEMBERS = (b"_journal/", b"samples/", b"header.json", b"summaries.json", b"reductions.json")
-_JSON_KEYS = tuple(re.compile(key) for key in (rb'"status"\s*:\s*"', rb'"eval"\s*:\s*\{', rb'"run_id"\s*:\s*"'))
+_JSON_KEYS = frozenset({(1, b"status"), (1, b"eval"), (2, b"run_id")})  # an EvalLog's header, as depth and key
 _GRADING_SPANS = frozenset({"scorers", "scorer"})  # a grader's model calls are not the agent's
 
 
@@ -71,7 +70,7 @@ def detect(path: Path) -> bool:
     if head.startswith(b"PK\x03\x04") and len(head) >= 30:
         name_length = int.from_bytes(head[26:28], "little")
         return head[30:30 + name_length].startswith(_EVAL_MEMBERS)
-    return path.suffix == ".json" and head.lstrip().startswith(b"{") and all(k.search(head) for k in _JSON_KEYS)
+    return path.suffix == ".json" and head.lstrip().startswith(b"{") and _JSON_KEYS <= set(json_keys(head))
 
 
 def _values(value: Any) -> list[Any]:
@@ -231,9 +230,8 @@ def _case_name(spec: EvalSpec, sample_id: int | str) -> str:
 
 
 def _offset(spec: EvalSpec, sample_id: int | str) -> int:
-    """A stable 56-bit key for the sample within its run (see the module docstring)."""
-    key = json.dumps([spec.eval_id or f"{spec.task}\0{spec.model}", sample_id])
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=7).digest(), "big")
+    """The sample's key within its run (see the module docstring)."""
+    return stable_key(json.dumps([spec.eval_id or f"{spec.task}\0{spec.model}", sample_id]))
 
 
 def _ref(path: Path, sample_id: int | str, epoch: int) -> str:
