@@ -157,7 +157,7 @@ def test_one_otlp_object_per_file(tmp_path: Path, produced: list[ReadableSpan]) 
     assert "the coder gave up" in agent.raw_error and "RuntimeError: pytest exited with 1" in agent.raw_error
     assert graded.generator == "solver" and "incorrect" in graded.raw_error
     assert [r.case_id for r in rows] == [f"{tid:032x}" for tid in _by_trace(produced)][::2]
-    assert len({(r.trace_offset, r.attempt_index) for r in rows}) == 2
+    assert len({r.trace_offset for r in rows}) == 2
     assert not [i for i in items if isinstance(i, IngestIssue)]
     _check_agent_trace(adapter.read(asdict(agent)))
     assert adapter.read(asdict(graded)).final_answer == "5"
@@ -191,7 +191,7 @@ def test_json_lines_interleaved_with_bad_lines(tmp_path: Path, produced: list[Re
     rows = _rows(items)
     assert [r.result for r in rows] == ["ERROR", "incorrect"]
     agent = rows[0]
-    assert (agent.trace_offset, agent.attempt_index, agent.trace_line) == (0, 0, 1)  # the first line holds two traces
+    assert agent.trace_line == 1  # the first line holds two traces
     ref = json.loads(agent.trace_ref)
     assert ref["trace_id"] == agent.case_id and ref["ranges"][0][0] == 0
     assert sum(length for _, length in ref["ranges"]) < path.stat().st_size  # its lines, not the whole file
@@ -200,7 +200,7 @@ def test_json_lines_interleaved_with_bad_lines(tmp_path: Path, produced: list[Re
     assert [s.agent for s in t.steps if s.kind == "tool_call"] == ["planner", "coder"]
     assert sum(s.kind == "error" for s in t.steps) == 2
     everything = _rows(list(adapter.failures(path, "run-1", all_failed=True)))
-    assert len(everything) == 3 and {r.attempt_index for r in everything if r.trace_offset == 0} == {0, 1}
+    assert len({r.trace_offset for r in everything}) == 3 and [r.trace_line for r in everything][:2] == [1, 1]
     assert [asdict(r) for r in _rows(list(adapter.failures(path, "run-1")))] == [asdict(r) for r in rows]
 
 
@@ -215,19 +215,32 @@ def test_one_line_over_the_record_limit_is_streamed(tmp_path: Path, produced: li
     _check_agent_trace(get_format("otel").read(asdict(streamed[0])))
 
 
-def test_a_span_after_its_trace_closed_is_an_issue(tmp_path: Path, produced: list[ReadableSpan],
+@pytest.mark.parametrize("order", ["after its root", "never rooted"])
+def test_a_span_after_its_trace_closed_is_an_issue(tmp_path: Path, produced: list[ReadableSpan], order: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(otel, "GRACE_SPANS", 2)
+    monkeypatch.setattr(otel, "ORPHAN_GRACE", 3)
     monkeypatch.setattr(otel, "_SWEEP_EVERY", 1)
     agent, passing, graded = _by_trace(produced).values()
-    order = [agent[-1], *passing, *graded, agent[0]]  # the agent's root, then others, then a late child
+    first, late = (agent[-1], agent[0]) if order == "after its root" else (agent[0], agent[1])
     path = tmp_path / "late.jsonl"
-    path.write_text("".join(_otlp([s], None) + "\n" for s in order))
-    items = list(get_format("otel").failures(path, "run-1"))
+    path.write_text("".join(_otlp([s], None) + "\n" for s in [first, *passing, *graded, late]))
+    items = list(get_format("otel").failures(path, "run-1", all_failed=True))
     kinds = [type(i).__name__ for i in items]
     assert kinds.index("FailureRow") < kinds.index("IngestIssue")  # closed (and its row out) before the file ends
     issue = next(i for i in items if isinstance(i, IngestIssue))
-    assert issue.line == 5 and f"{agent[0].context.span_id:016x}" in issue.message and "closed" in issue.message
+    assert issue.line == 5 and f"{late.context.span_id:016x}" in issue.message and "closed" in issue.message
+    assert len(_rows(items)) == 3
+
+
+def test_a_truncated_object_keeps_the_traces_before_the_cut(tmp_path: Path, produced: list[ReadableSpan]) -> None:
+    text = _otlp(produced)
+    path = tmp_path / "cut.json"
+    path.write_text(text[:text.index('"name": "invoke_agent solver"')])
+    items = list(get_format("otel").failures(path, "run-1", all_failed=True))
+    assert [r.generator for r in _rows(items)] == ["planner", "helper"]
+    issues = [i for i in items if isinstance(i, IngestIssue)]
+    assert len(issues) == 1 and issues[0].message.startswith("malformed JSON, read up to here")
 
 
 def test_the_span_tree_sample(tmp_path: Path) -> None:

@@ -205,8 +205,8 @@ def messages(span: Span, side: str) -> list[dict[str, Any]]:
     """A model span's input (`side="input"`) or output messages, from whichever convention it uses."""
     oi, genai, indexed = (("llm.input_messages.", "gen_ai.input.messages", "gen_ai.prompt.") if side == "input" else
                           ("llm.output_messages.", "gen_ai.output.messages", "gen_ai.completion."))
-    found = _listed(_unflatten(span.attrs, oi)) or _listed(_json(span.attrs.get(genai))) \
-        or _listed(_unflatten(span.attrs, indexed))
+    found = list(_listed(_unflatten(span.attrs, oi)) or _listed(_json(span.attrs.get(genai)))
+                 or _listed(_unflatten(span.attrs, indexed)))
     event = "gen_ai.content.prompt" if side == "input" else "gen_ai.content.completion"
     for e in span.events if not found else ():
         if e.name == event:

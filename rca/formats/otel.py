@@ -16,16 +16,18 @@ Row mapping:
   `gen_ai.request.model`); timestamp: the trace's first span start; run_id: what ingest gives;
 - result: ERROR (a span's status), else exception, else incorrect, else the root span's status;
   raw_error: the failure texts (status messages, `exception.type: exception.message`, evals);
-- trace_offset: the byte offset of the line holding the trace's first span, attempt_index: the
-  trace's rank among the traces that begin on that line (one-object files: offset 0, rank in
-  the file), so re-ingest finds the same key; trace_ref: JSON of the file path, the trace id and
-  the byte ranges of the lines that hold its spans (none for a one-object file, read back by
-  streaming it again).
+- trace_offset: a digest of the file's folder and name and the trace id (attempt_index -1), so
+  re-ingest finds the same key, and files of the same name in two folders (both ingested under
+  that name as run) do not collide; trace_line: the line of its first span; trace_ref: JSON of
+  the file path, the trace id and the byte ranges of the lines that hold its spans (none for a
+  one-object file, read back by streaming it again).
 
 Memory grows with the traces open at once, not with the file: a trace is kept as the compact
 row data above (service, names, up to five error texts, its line ranges), never its spans, and
-is closed once its root span has been read and GRACE_SPANS spans of other traces have passed;
-the ids of the last REMEMBERED closed traces are kept to report a span that comes after that.
+is closed once its root span has been read and GRACE_SPANS spans of other traces have passed
+(ORPHAN_GRACE spans for a trace whose root never comes: its root lives in a service that
+exports elsewhere); the ids of the last REMEMBERED closed traces are kept to report a span that
+comes after that. A file that is one object is streamed the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from rca.baseline import regex_tags_json
 from rca.errors import TraceNotFound
 from rca.formats import IngestIssue, Progress
 from rca.formats._otel_spans import Kind, Record, Span, SpanProblem, head, kind_of, one_object, records, spans
+from rca.formats.chat import stable_key
 from rca.formats._otel_steps import agent_name, failures_of, model_name, passed_eval, span_kind, walk, worst
 from rca.formats.harness.records import iter_records
 from rca.store import CaseRow, FailureRow
@@ -49,6 +52,7 @@ from rca.transcript import Outcome, Transcript, number_steps
 
 NAME = "otel"
 GRACE_SPANS = 10_000
+ORPHAN_GRACE = 10 * GRACE_SPANS
 REMEMBERED = 100_000
 MAX_ERRORS = 5
 MAX_ERROR_CHARS = 2_000
@@ -61,7 +65,6 @@ class _Trace:
 
     trace_id: str
     offset: int
-    rank: int
     line: int
     ranges: list[list[int]] = field(default_factory=list)
     seen: int = 0  # spans read (of any trace) when it was last met
@@ -76,6 +79,10 @@ class _Trace:
     result: str | None = None
     passed: bool = False  # an eval says the answer was right
     errors: list[str] = field(default_factory=list)
+
+    def idle(self, seen: int) -> bool:
+        """Done, as far as can be told: no span of it for a while after its root (or for much longer)."""
+        return seen - self.seen >= (GRACE_SPANS if self.rooted else ORPHAN_GRACE)
 
     def add(self, span: Span, record: Record, whole: bool, seen: int) -> None:
         self.seen = seen
@@ -134,7 +141,7 @@ def _file_failures(path: Path, run_id: str, all_failed: bool) -> Iterator[Failur
     seen = swept = 0
 
     def close(done: list[_Trace]) -> Iterator[FailureRow | CaseRow]:
-        for t in sorted(done, key=lambda t: (t.offset, t.rank)):
+        for t in sorted(done, key=lambda t: t.offset):
             del traces[t.trace_id]
             closed[t.trace_id] = None
             if len(closed) > REMEMBERED:
@@ -149,7 +156,6 @@ def _file_failures(path: Path, run_id: str, all_failed: bool) -> Iterator[Failur
                               attempts=None, format=NAME)
 
     for record in records(path, whole):
-        rank = 0
         for item in spans(record, kind):
             if isinstance(item, SpanProblem):
                 where = f"span {item.span_id}: " if item.span_id else ""
@@ -160,18 +166,17 @@ def _file_failures(path: Path, run_id: str, all_failed: bool) -> Iterator[Failur
             if trace is None and item.trace_id in closed:
                 yield IngestIssue(path=str(path), line=record.line, message=(
                     f"span {item.span_id} of trace {item.trace_id} comes after its trace was closed "
-                    f"(root span read, then {GRACE_SPANS:,} spans of others); not part of its row"))
+                    "(too many spans of others since its last one); not part of its row"))
                 continue
             if trace is None:
-                trace = traces[item.trace_id] = _Trace(item.trace_id, record.offset, rank, record.line)
-                rank += 1
+                trace = traces[item.trace_id] = _Trace(item.trace_id, record.offset, record.line)
             trace.add(item, record, whole, seen)
             if whole and seen - swept >= _SWEEP_EVERY:
                 swept = seen
-                yield from close([t for t in traces.values() if t.rooted and seen - t.seen >= GRACE_SPANS])
+                yield from close([t for t in traces.values() if t.idle(seen)])
         if not whole and seen - swept >= _SWEEP_EVERY:
             swept = seen
-            yield from close([t for t in traces.values() if t.rooted and seen - t.seen >= GRACE_SPANS])
+            yield from close([t for t in traces.values() if t.idle(seen)])
     yield from close(list(traces.values()))
 
 
@@ -182,9 +187,9 @@ def _row(t: _Trace, path: Path, run_id: str, kind: Kind, whole: bool, size: int,
         run_id=run_id, timestamp=datetime.fromtimestamp(t.start / 1e9, tz=UTC).isoformat() if t.start else None,
         benchmark_name=f"{t.name or 'trace'}:{t.trace_id[:8]}", suite=t.service, generator=t.agent or t.model,
         attempt_number=None, error_type=regex_tags_json(raw_error), raw_error=raw_error, explanation=None,
-        trace_log_path=str(path.resolve()), trace_offset=t.offset,
+        trace_log_path=str(path.resolve()), trace_offset=stable_key(f"{path.parent.name}/{path.name}#{t.trace_id}"),
         trace_length=size if whole else sum(length for _, length in t.ranges), trace_line=t.line,
-        attempt_index=t.rank, trace_file_size=size, trace_file_mtime=mtime, event_kind=kind, case_id=t.trace_id,
+        attempt_index=-1, trace_file_size=size, trace_file_mtime=mtime, event_kind=kind, case_id=t.trace_id,
         result=t.result or t.status, format=NAME, trace_ref=json.dumps(ref, separators=(",", ":")))
 
 
