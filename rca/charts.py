@@ -13,14 +13,12 @@ from collections.abc import Iterable
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.io._base_renderers import HtmlRenderer
-from plotly.offline import get_plotlyjs
 
 from rca.schema import DEFAULT_TAXONOMY
 
 __all__ = [
     "EMPTY_MESSAGE", "baseline_disagreements", "baseline_heatmap", "by_generator", "by_suite", "categories_bar",
-    "category_colors", "category_order", "confidence_by_category", "evidence_verified", "runs_over_time",
+    "category_colors", "category_order", "confidence_by_category", "evidence_verified", "figure_html", "runs_over_time",
     "sunburst", "use_offline_renderer",
 ]
 
@@ -33,29 +31,16 @@ _PALETTE = ("#72B7B2", "#EECA3B", "#FF9DA6", "#9D755D", "#2E91E5", "#E15F99", "#
             "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1")
 
 
-class _OfflineRenderer(HtmlRenderer):
-    """Each figure as a div plus a script, without the MathJax CDN script plotly's own notebook
-    renderer adds; plotly.js itself is embedded once by use_offline_renderer()."""
-
-    def __init__(self) -> None:
-        super().__init__(connected=False, full_html=False, global_init=False, include_plotlyjs=False)
-
-    def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:  # type: ignore[override]
-        html = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
-                           full_html=False, validate=False)
-        return {"text/html": html}
-
 
 def use_offline_renderer() -> None:
-    """Show figures as plotly JSON (JupyterLab, VS Code) and as HTML that works offline once the
-    notebook is exported (nbconvert, mail, archive): plotly.js is embedded here, once."""
-    pio.renderers["rca_offline"] = _OfflineRenderer()
-    pio.renderers.default = "plotly_mimetype+rca_offline"
-    from IPython import get_ipython
-    from IPython.display import HTML, display
+    """Store each figure once, as plotly JSON (JupyterLab, Notebook 7 and VS Code draw it), with no
+    copy of plotly.js in the notebook; rca.notebook.export_html draws them in the HTML, offline."""
+    pio.renderers.default = "plotly_mimetype"
 
-    if get_ipython() is not None:
-        display(HTML(f"<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script><script>{get_plotlyjs()}</script>"))
+
+def figure_html(fig_json: dict) -> str:
+    """A figure stored as plotly JSON as a div and a script; plotly.js must be on the page once."""
+    return pio.to_html(fig_json, include_plotlyjs=False, include_mathjax=False, full_html=False, validate=False)
 
 
 # --- shared helpers ------------------------------------------------------------------------

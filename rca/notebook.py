@@ -182,24 +182,45 @@ def kernel_name() -> str:
     return name
 
 
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js -%}<script>{{ resources.plotlyjs }}</script>{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 """
 
 
+def for_reading(nb: Any) -> Any:
+    """The notebook as the HTML shows it: findings only. Code, its prompts and the stderr stream
+    (progress and log lines) go; each chart stored as plotly JSON gets its HTML, drawn by the
+    plotly.js the page embeds once."""
+    from rca.charts import figure_html
+
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [out for out in cell.outputs if not (out.output_type == "stream" and out.get("name") == "stderr")]
+        for out in cell.outputs:
+            data = out.get("data", {})
+            if PLOTLY_MIME in data and "text/html" not in data:
+                data["text/html"] = figure_html(data[PLOTLY_MIME])
+    return nb
+
+
 def export_html(notebook: str | Path, html_path: str | Path, title: str = "Root cause analysis") -> Path:
-    """A standalone HTML file: the notebook's outputs embed plotly.js once, and the page loads
-    nothing from the network (no require.js, MathJax or Mermaid CDN scripts)."""
+    """A standalone HTML file of the findings (code hidden; the notebook keeps it) that embeds
+    plotly.js once and loads nothing from the network (no require.js, MathJax or Mermaid CDN)."""
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
+    from plotly.offline import get_plotlyjs
 
     exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"rca_offline.html.j2": _OFFLINE_TEMPLATE})],
-                            template_file="rca_offline.html.j2")
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4), resources={"metadata": {"name": title}})
+                            template_file="rca_offline.html.j2", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    nb = for_reading(nbformat.read(str(notebook), as_version=4))
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "plotlyjs": get_plotlyjs()})
     Path(html_path).write_text(body, encoding="utf-8")
     return Path(html_path)
 

@@ -102,6 +102,18 @@ def test_executed_notebook_has_no_errors_and_every_section_its_chart(demo_report
     assert "◀ root cause" in trace
 
 
+def test_outputs_are_small_and_the_html_shows_findings_not_code(demo_report: dict) -> None:
+    nb = nbformat.read(demo_report["ipynb"], as_version=4)
+    charts = [out for cell in nb.cells for out in cell.get("outputs", []) if PLOTLY in out.get("data", {})]
+    assert charts and all("text/html" not in out["data"] for out in charts)  # each chart stored once
+    assert not any("plotly.js v" in out.get("data", {}).get("text/html", "") for cell in nb.cells
+                   for out in cell.get("outputs", []))  # and no copy of plotly.js in the notebook
+    assert demo_report["ipynb"].stat().st_size <= 1_500_000 and demo_report["html"].stat().st_size <= 6_000_000
+    page = demo_report["html"].read_text(encoding="utf-8")
+    assert "report.prepare(" not in page and "charts.categories_bar(" not in page  # code stays in the notebook
+    assert "nbconvert-stderr" not in page and 'data-mime-type="application/vnd.jupyter.stderr"' not in page
+
+
 def test_exported_html_loads_nothing_from_the_network(demo_report: dict) -> None:
     page = demo_report["html"].read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//", page)
