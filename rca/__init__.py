@@ -20,7 +20,7 @@ _LAZY = {
     "DEFAULT_TAXONOMY": "rca.schema", "RootCauseAnalysis": "rca.schema", "Taxonomy": "rca.schema",
     "connect": "rca.store", "load_failures": "rca.store", "load_cases": "rca.store",
     "compare_runs": "rca.compare", "RunComparison": "rca.compare", "export_failures": "rca.export",
-    "show_failure": "rca.show",
+    "show_failure": "rca.show", "find_patterns": "rca.patterns",
     "load_trace": "rca.traces", "load_transcript": "rca.traces",
     "Step": "rca.transcript", "Transcript": "rca.transcript",
 }

@@ -175,12 +175,40 @@ def m009_cases(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m010_patterns(conn: sqlite3.Connection) -> None:
+    """Recurring root causes (rca.patterns): one grouping per backend, model and prompt version, its
+    patterns, and each member failure's pattern (NULL: other) with the digest of the answer it was placed by."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS pattern_sets (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, backend TEXT NOT NULL, model TEXT NOT NULL,
+          prompt_version TEXT NOT NULL, inputs_hash TEXT NOT NULL, members INTEGER NOT NULL,
+          calls INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL,
+          created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS patterns (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, set_id INTEGER NOT NULL REFERENCES pattern_sets(id),
+          name TEXT NOT NULL, description TEXT NOT NULL, fix TEXT NOT NULL, category TEXT,
+          agent_caused INTEGER NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS pattern_members (
+          set_id INTEGER NOT NULL REFERENCES pattern_sets(id), failure_id INTEGER NOT NULL,
+          pattern_id INTEGER REFERENCES patterns(id), answer_hash TEXT NOT NULL,
+          PRIMARY KEY (set_id, failure_id))"""
+    )
+
+
 # Tables rca creates, with the columns it needs: a user's own table of that name is not rca's.
 OWN_TABLES = {
     "analyses": ("m004_analyses", {"failure_id", "model", "taxonomy", "prompt_version", "trace_hash", "created_at"}),
     "ingest_progress": ("m007_ingest_progress", {"run_id", "path", "byte_offset", "line"}),
     "claims": ("m008_claims", {"failure_id", "owner", "expires_at"}),
     "cases": ("m009_cases", {"run_id", "case_key", "generator", "passed"}),
+    "pattern_sets": ("m010_patterns", {"backend", "model", "prompt_version", "inputs_hash"}),
+    "patterns": ("m010_patterns", {"set_id", "name", "description", "fix", "category", "agent_caused"}),
+    "pattern_members": ("m010_patterns", {"set_id", "failure_id", "pattern_id", "answer_hash"}),
 }
 
 
