@@ -140,6 +140,13 @@ def test_broken_input_is_an_issue_naming_the_file_or_step(tmp_path: Path) -> Non
     issues = [i for p in (broken, bad_step) for i in _items(p, all_failed=True) if isinstance(i, IngestIssue)]
     assert [i.path for i in issues] == [str(broken), str(bad_step)]
     assert "not readable as JSON" in issues[0].message and issues[1].message.startswith("step 3: is a list")
+    odd = {"schema_version": "ATIF-v1.5", "session_id": "s", "agent": "openhands", "steps": [
+        {"step_id": 1, "source": "user", "message": {"text": "do it"}, "timestamp": ["no"]},
+        {"step_id": 2, "source": "agent", "message": "ok", "tool_calls": "none", "observation": {"results": [7]}}]}
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    t = rca.load_transcript(asdict(next(r for r in _items(tmp_path / "odd.json", all_failed=True)
+                                        if isinstance(r, FailureRow))))
+    assert [(s.kind, s.text) for s in t.steps] == [("message", "do it"), ("final_answer", "ok"), ("system", "7")]
 
 
 def test_a_moved_trajectory_is_found_through_runs_dir_else_not_found(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ def _timestamp(value: Any) -> float | None:
 def _observation(result: Mapping[str, Any]) -> str:
     text = text_of(result.get("content"))
     refs = result.get("subagent_trajectory_ref")
-    for ref in refs if isinstance(refs, list) else []:
+    for ref in _list(refs):
         ref = ref if isinstance(ref, Mapping) else {}
         extra = ref.get("extra") if isinstance(ref.get("extra"), Mapping) else {}
         where = f" ({ref['trajectory_path']})" if ref.get("trajectory_path") else ""
@@ -90,8 +90,17 @@ def _observation(result: Mapping[str, Any]) -> str:
     return text.strip()
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _agent(trajectory: Mapping[str, Any]) -> Mapping[str, Any]:
+    agent = trajectory.get("agent")
+    return agent if isinstance(agent, Mapping) else {}
+
+
 def _steps(trajectory: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
-    agent_name = text_of((trajectory.get("agent") or {}).get("name")) or None
+    agent_name = text_of(_agent(trajectory).get("name")) or None
     steps: list[dict[str, Any]] = []
     for position, raw in enumerate(trajectory["steps"]):
         if not isinstance(raw, Mapping):
@@ -109,13 +118,13 @@ def _steps(trajectory: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
         elif message:
             steps.append({**base, "kind": "system" if source == "system" else "message", "text": message})
         calls = {}
-        for call in raw.get("tool_calls") or []:
+        for call in _list(raw.get("tool_calls")):
             call = call if isinstance(call, Mapping) else {}
             calls[call.get("tool_call_id")] = call.get("function_name")
             steps.append({**base, "kind": "tool_call", "agent": agent, "tool_name": call.get("function_name"),
                           "tool_args": call.get("arguments"), "call_id": call.get("tool_call_id")})
         observation = raw.get("observation") if isinstance(raw.get("observation"), Mapping) else {}
-        for result in observation.get("results") or []:
+        for result in _list(observation.get("results")):
             result = result if isinstance(result, Mapping) else {"content": result}
             text, call_id = _observation(result), result.get("source_call_id")
             if call_id is not None:
@@ -134,7 +143,7 @@ def _steps(trajectory: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
 
 
 def _generator(trajectory: Mapping[str, Any]) -> str | None:
-    agent = trajectory.get("agent") if isinstance(trajectory.get("agent"), Mapping) else {}
+    agent = _agent(trajectory)
     name = " ".join(text_of(agent.get(k)) for k in ("name", "version") if agent.get(k))
     model = agent.get("model_name")
     return f"{name} ({model})" if name and model else name or (str(model) if model else None)
@@ -154,7 +163,7 @@ def to_transcript(trajectory: Mapping[str, Any], path: Path) -> Transcript:
     task = next((s["text"] for s in steps if s.get("role") == "user"), None)
     final = next((s["text"] for s in steps if s["kind"] == "final_answer"), None)
     said = verdict(trajectory)
-    agent = trajectory.get("agent") if isinstance(trajectory.get("agent"), Mapping) else {}
+    agent = _agent(trajectory)
     return Transcript(
         format=NAME, ref=str(path.resolve()), task=task, steps=number_steps(steps), final_answer=final,
         outcome=Outcome(result=said[1] if said else None),
@@ -179,7 +188,7 @@ def _row(path: Path, run_id: str, transcript: Transcript) -> FailureRow:
     first = next((s.timestamp for s in transcript.steps if s.timestamp is not None), None)
     return FailureRow(
         run_id=str(transcript.metadata["run_id"] or run_id),
-        timestamp=datetime.fromtimestamp(first).astimezone().isoformat() if first is not None else None,
+        timestamp=datetime.fromtimestamp(first, tz=UTC).isoformat() if first is not None else None,
         benchmark_name=transcript.metadata["benchmark_name"], suite=None, generator=transcript.metadata["generator"],
         attempt_number=None, error_type=regex_tags_json(None), raw_error=None, explanation=None, trace_log_path=resolved,
         trace_offset=stable_key(resolved),
