@@ -4,12 +4,13 @@
     python bench/bench_patterns.py --rows 20000
 
 Each size is a fresh cache of synthetic analyzed failures (written straight into the cache, as
-the analyzer would leave them: about 30 causes over six categories, each cause's explanations
-worded several ways and naming symbols, tools and numbers drawn from pools that grow with the
-run, so nearly every answer is unique). A fresh process then loads the failures and runs
-find_patterns(backend="heuristic"); it reports the wall time of find_patterns, the process's
-peak memory (VmHWM), and, since the generator knows each failure's cause, the adjusted Rand
-index of the grouping against the causes. Growth is compared with n log n.
+the analyzer would leave them: 23 causes over six categories, each cause's explanations worded
+one to three ways and naming symbols, paths and numbers drawn from pools that grow with the run,
+so about two answers in three are unique). A fresh process loads the failures and runs
+find_patterns(backend="heuristic") three times; it reports the best wall time of the three, the
+process's peak memory (VmHWM) beside its memory once the failures were loaded, and, since the
+generator knows each failure's cause, the adjusted Rand index of the grouping against the causes.
+Growth is compared with n log n.
 """
 
 from __future__ import annotations
@@ -167,9 +168,12 @@ def hwm():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 df = rca.load_failures(db)
 before = hwm()
-start = time.perf_counter()
-out = find_patterns(df, backend="heuristic", progress=False)
-took = time.perf_counter() - start
+took = []
+for n in range(3):  # the best of three (the first stores the grouping; force=True groups again)
+    start = time.perf_counter()
+    out = find_patterns(df, backend="heuristic", progress=False, force=n > 0)
+    took.append(time.perf_counter() - start)
+took = min(took)
 label = {i: f"p{n}" for n, ids in enumerate(out[~out["other"]]["failure_ids"]) for i in ids}
 ids = sorted(causes)
 ari = adjusted_rand_score([causes[i] for i in ids], [label.get(int(i), "o" + i) for i in ids])

@@ -117,7 +117,7 @@ def summarize(row: dict[str, Any]) -> FailureSummary:
     )
 
 
-READ = ("id", "category", "root_cause_explanation", "fix", "actual_behavior", "tools_called", "root_cause_agent",
+READ = ("id", "category", "root_cause_explanation", "fix", "tools_called", "root_cause_agent",
         "hallucinated_symbols", "raw_error")
 
 
