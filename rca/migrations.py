@@ -200,6 +200,24 @@ def m010_patterns(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m011_labels(conn: sqlite3.Connection) -> None:
+    """Human (and data-set) labels of failures, one per failure and labeller, for grading the answers
+    (rca.labels); and each `rca eval`'s settings and figures, so settings can be compared (rca.evaluate)."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS labels (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, failure_id INTEGER NOT NULL REFERENCES failures(id),
+          labeller TEXT NOT NULL, category TEXT, step INTEGER, agent TEXT, note TEXT, created_at TEXT NOT NULL,
+          UNIQUE (failure_id, labeller))"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS evals (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL, backend TEXT NOT NULL, model TEXT NOT NULL,
+          taxonomy TEXT NOT NULL, prompt_version TEXT NOT NULL, budget_usd REAL, labeller TEXT NOT NULL,
+          cases INTEGER NOT NULL, figures TEXT NOT NULL, created_at TEXT NOT NULL)"""
+    )
+
+
 # Tables rca creates, with the columns it needs: a user's own table of that name is not rca's.
 OWN_TABLES = {
     "analyses": ("m004_analyses", {"failure_id", "model", "taxonomy", "prompt_version", "trace_hash", "created_at"}),
@@ -209,6 +227,8 @@ OWN_TABLES = {
     "pattern_sets": ("m010_patterns", {"backend", "model", "prompt_version", "inputs_hash"}),
     "patterns": ("m010_patterns", {"set_id", "name", "description", "fix", "category", "agent_caused"}),
     "pattern_members": ("m010_patterns", {"set_id", "failure_id", "pattern_id", "answer_hash"}),
+    "labels": ("m011_labels", {"failure_id", "labeller", "category", "step", "agent"}),
+    "evals": ("m011_labels", {"data", "backend", "model", "taxonomy", "figures"}),
 }
 
 
