@@ -23,6 +23,7 @@ _LAZY = {
     "show_failure": "rca.show", "find_patterns": "rca.patterns",
     "load_trace": "rca.traces", "load_transcript": "rca.traces",
     "Step": "rca.transcript", "Transcript": "rca.transcript",
+    "label": "rca.labels", "import_labels": "rca.labels",
 }
 
 __all__ = sorted(["AnalysisError", "InputError", "RcaError", "TraceNotFound", *_LAZY])

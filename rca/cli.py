@@ -270,6 +270,26 @@ def _analyzer_label(params: dict[str, Any]) -> str:
     return f"Gemini {engine.model}"
 
 
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    from rca.labels import import_labels
+
+    _need_db(args.db)
+    result = import_labels(args.file, args.db, labeller=args.labeller, taxonomy=_taxonomy(args.taxonomy))
+    print(f"labels: {result.imported} imported from {result.path}")
+    for error in result.errors:
+        print(error, file=sys.stderr)
+    return EXIT_USAGE if result.errors else EXIT_OK
+
+
+def _taxonomy(value: str) -> Any:
+    """The --taxonomy value as a Taxonomy; a wrong name or file is a usage error."""
+    from rca.schema import resolve_taxonomy
+
+    try:
+        return resolve_taxonomy(value)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ParameterError(str(exc)) from None
+
 # --- parser ------------------------------------------------------------------------------
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -424,6 +444,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
     _report_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("labels", help="labels of failures (category, step, agent) to grade the answers against",
+                       description="Labels say what caused a failure; `rca validate` and `rca eval` grade the "
+                                   "answers against them.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("import", help="import labels from a CSV or JSONL file",
+                           description="Import labels: columns failure_id (or run_id, benchmark_name, attempt_number), "
+                                       "then category, step, agent, labeller, note. A labeller's new label of a "
+                                       "failure replaces their old one; each bad line is reported, the good ones kept.")
+    q.add_argument("file", metavar="FILE", help="a .csv, or .jsonl with an object a line")
+    q.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    q.add_argument("--labeller", metavar="NAME", help="the labeller of lines that name none")
+    q.add_argument("--taxonomy", default="default", help="the categories' taxonomy: a built-in name or a "
+                                                         ".yaml/.json file (default: default)")
+    q.set_defaults(func=cmd_labels_import)
     return parser
 
 

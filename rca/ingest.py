@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from rca.formats import FORMATS, Format, IngestIssue, Progress, detect_format, get_format
 from rca.formats.harness.records import find_trace_file
+from rca.labels import import_dataset_labels
 from rca.store import (DEFAULT_DB, CaseRow, FailureRow, connect, insert_failures, load_progress, mark_processed,
                        processed_runs, save_progress, transaction, upsert_cases)
 
@@ -193,6 +194,7 @@ def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: 
             if len(batch) >= _BATCH_ROWS or batch_bytes >= _BATCH_BYTES:
                 flush()
     flush()
+    import_dataset_labels(conn, adapter.name, path)  # labels the data carries: labeller `dataset`
     size = path.stat().st_size
     if progress.offset == 0 and size == 0:
         summary.issues.append(IngestIssue(path=str(path), message="empty trace file"))
