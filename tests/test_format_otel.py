@@ -77,6 +77,8 @@ def _passing_trace(tracer: Tracer) -> None:
                 "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
                     {"type": "text", "content": "hello"}]}])}):
             pass
+        root.add_event("gen_ai.evaluation.result", {"gen_ai.evaluation.name": "greeting",
+                                                    "gen_ai.evaluation.score.label": "correct"})
         root.set_status(Status(StatusCode.OK))
 
 
@@ -156,13 +158,14 @@ def test_one_otlp_object_per_file(tmp_path: Path, produced: list[ReadableSpan]) 
     assert (agent.suite, agent.generator, agent.benchmark_name[:21]) == ("calc-bench", "planner", "invoke_agent planner:")
     assert "the coder gave up" in agent.raw_error and "RuntimeError: pytest exited with 1" in agent.raw_error
     assert graded.generator == "solver" and "incorrect" in graded.raw_error
-    assert [r.case_id for r in rows] == [f"{tid:032x}" for tid in _by_trace(produced)][::2]
+    agent_id, passing_id, graded_id = (f"{tid:032x}" for tid in _by_trace(produced))
+    assert [r.case_id for r in rows] == [agent_id, graded_id]
     assert len({r.trace_offset for r in rows}) == 2
     assert not [i for i in items if isinstance(i, IngestIssue)]
     _check_agent_trace(adapter.read(asdict(agent)))
     assert adapter.read(asdict(graded)).final_answer == "5"
     cases = [i for i in items if isinstance(i, CaseRow)]
-    assert [c.passed for c in cases] == [False, False]
+    assert [(c.case_key, c.passed) for c in cases] == [(agent.case_id, False), (passing_id, True), (graded.case_id, False)]
 
 
 def _span_line(lines: list[str], name: str) -> int:
