@@ -31,6 +31,7 @@ from rca.redact import redact
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
 from rca.store import load_failures
+from rca.formats import missing
 from rca.traces import TraceNotFound, load_transcript
 
 # --- 0. parameters, ingest, load, analyze -----------------------------------------------
@@ -219,7 +220,7 @@ def table(frame: pd.DataFrame, *, title: str | None = None) -> HTML:
 
 
 def _step(value: Any) -> str:
-    return "—" if value is None or value != value else f"[{int(value)}]"
+    return "—" if missing(value) else f"[{int(value)}]"
 
 
 def category_examples(df: pd.DataFrame, per_category: int = 3) -> HTML:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rca.errors import ParameterError, TraceNotFound
+from rca.formats import missing
 from rca.redact import redact
 from rca.render import scrub_binary, shorten, step_line
 from rca.transcript import Transcript
@@ -17,7 +18,7 @@ TASK_CHARS = 1_200
 
 
 def _present(value: Any) -> bool:
-    return value is not None and value == value and value != ""
+    return not missing(value) and value != ""
 
 
 def _clean(text: str, limit: int) -> str:

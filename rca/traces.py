@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rca.errors import TraceNotFound
-from rca.formats import format_of
+from rca.formats import format_of, missing
 from rca.store import FailureRow
 from rca.transcript import Transcript
 
@@ -34,7 +34,7 @@ def locate_untracked(row: Mapping[str, Any], *, runs_dir: str | Path | None = No
 
 
 def _present(value: Any) -> bool:
-    return value is not None and value == value and value != ""  # NaN from pandas means missing
+    return not missing(value) and value != ""
 
 
 def load_trace(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:

@@ -71,6 +71,16 @@ class Format(Protocol):
         """A row written without a trace reference, found in its source; TraceNotFound if not."""
 
 
+def missing(value: Any) -> bool:
+    """None, NaN, pandas' NA or NaT: a row value that is not there (rows come as dicts or Series)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:  # pandas.NA: its comparisons are NA, whose truth is undefined
+        return True
+
+
 def get_format(name: str) -> Format:
     """The adapter registered under `name`."""
     if name not in FORMATS:

@@ -16,7 +16,7 @@ from typing import Any
 
 from rca.baseline import regex_tags_json
 from rca.errors import FormatError, TraceNotFound
-from rca.formats import IngestIssue, Progress
+from rca.formats import IngestIssue, Progress, missing
 from rca.formats._text import compact_json
 from rca.formats.harness.events import first_user_message, mark_final_answer, trace_steps
 from rca.formats.harness.records import Record, decode, find_trace_file, iter_records, parse_record, parse_text, read_record_at
@@ -31,7 +31,7 @@ TASK_FIELDS = ("prompt", "instructions", "task", "question", "description")
 
 def _value(row: Mapping[str, Any], key: str) -> Any:
     value = row.get(key)
-    return None if value is None or value != value else value  # NaN from pandas means missing
+    return None if missing(value) else value
 
 
 def _ref(run_id: str, record: Record, kind: str, attempt_index: int) -> str:
