@@ -67,11 +67,14 @@ _ASSIGN = ("You assign newly diagnosed failures of LLM-agent benchmark runs to k
            "or \"other\". Use only the ids and keys given.\n")
 
 
-class _Proposed(BaseModel):
+class _Cause(BaseModel):
     name: str = Field(description="The specific cause, in at most 12 words.")
     description: str = Field(description="Two sentences: what goes wrong, and why.")
     fix: str = Field(description="The one change that removes the cause.")
     agent_caused: bool = Field(description="False when the cause is infrastructure, the environment or the harness.")
+
+
+class _Proposed(_Cause):
     failure_ids: list[int] = Field(description="The ids of the failures with this cause.")
 
 
@@ -80,11 +83,7 @@ class _Synthesis(BaseModel):
     other_ids: list[int] = Field(description="Failures whose cause no other failure shares.")
 
 
-class _Merged(BaseModel):
-    name: str = Field(description="The specific cause, in at most 12 words.")
-    description: str = Field(description="Two sentences: what goes wrong, and why.")
-    fix: str = Field(description="The one change that removes the cause.")
-    agent_caused: bool = Field(description="False when the cause is infrastructure, the environment or the harness.")
+class _Merged(_Cause):
     source_keys: list[str] = Field(description="The keys of the patterns merged into this one.")
 
 
@@ -290,7 +289,7 @@ class Synthesizer:
             print(f"rca: {text}", file=sys.stderr)
 
 
-def _pattern(p: _Proposed | _Merged, ids: list[int], by_id: dict[int, FailureSummary]) -> Pattern:
+def _pattern(p: _Cause, ids: list[int], by_id: dict[int, FailureSummary]) -> Pattern:
     """A checked pattern: its category is its members' own (the most common), so counts stay consistent."""
     counts = Counter(by_id[i].category for i in ids)
     category = min(counts, key=lambda c: (-counts[c], c))
@@ -303,39 +302,30 @@ def _listed(what: str, values: set[Any]) -> str:
     return f"{what}: {', '.join(map(str, shown[:30]))}" + (f" and {len(shown) - 30} more" if len(shown) > 30 else "")
 
 
-def _id_problems(answer: _Synthesis, wanted: set[int]) -> list[str]:
-    given = [i for p in answer.patterns for i in p.failure_ids] + answer.other_ids
+def _membership(given: list[Any], wanted: set[Any], what: str) -> list[str]:
+    """What is wrong with the ids (or keys) an answer placed: unknown ones, repeated ones, missing ones."""
     problems = []
     if bad := set(given) - wanted:
-        problems.append(_listed("these ids are not among the failures given", bad))
-    if twice := {i for i, n in Counter(given).items() if n > 1 and i in wanted}:
-        problems.append(_listed("these ids are placed more than once", twice))
+        problems.append(_listed(f"these {what} are not among those given", bad))
+    if twice := {x for x, n in Counter(given).items() if n > 1 and x in wanted}:
+        problems.append(_listed(f"these {what} are placed more than once", twice))
     if missing := wanted - set(given):
-        problems.append(_listed("these ids are missing", missing))
+        problems.append(_listed(f"these {what} are missing", missing))
     return problems
+
+
+def _id_problems(answer: _Synthesis, wanted: set[int]) -> list[str]:
+    return _membership([i for p in answer.patterns for i in p.failure_ids] + answer.other_ids, wanted, "ids")
 
 
 def _key_problems(answer: _Merge, wanted: set[str]) -> list[str]:
-    given = [k for p in answer.patterns for k in p.source_keys]
-    problems = []
-    if bad := set(given) - wanted:
-        problems.append(_listed("these keys are not among the patterns given", bad))
-    if twice := {k for k, n in Counter(given).items() if n > 1 and k in wanted}:
-        problems.append(_listed("these keys are used more than once", twice))
-    if missing := wanted - set(given):
-        problems.append(_listed("these keys are missing", missing))
-    return problems
+    return _membership([k for p in answer.patterns for k in p.source_keys], wanted, "keys")
 
 
 def _assign_problems(answer: _Assign, wanted: set[int], keys: dict[str, Pattern]) -> list[str]:
-    given = [a.failure_id for a in answer.assignments]
-    problems = []
-    if bad := set(given) - wanted:
-        problems.append(_listed("these failure ids are not among the failures given", bad))
+    problems = _membership([a.failure_id for a in answer.assignments], wanted, "failure ids")
     if bad_keys := {a.pattern for a in answer.assignments} - set(keys) - {"other"}:
         problems.append(_listed("these pattern keys do not exist", bad_keys))
-    if missing := wanted - set(given):
-        problems.append(_listed("these failure ids have no assignment", missing))
     return problems
 
 
