@@ -23,7 +23,7 @@ _LAZY = {
     "show_failure": "rca.show", "find_patterns": "rca.patterns",
     "load_trace": "rca.traces", "load_transcript": "rca.traces",
     "Step": "rca.transcript", "Transcript": "rca.transcript",
-    "label": "rca.labels", "import_labels": "rca.labels",
+    "label": "rca.labels", "import_labels": "rca.labels", "agreement": "rca.agreement",
 }
 
 __all__ = sorted(["AnalysisError", "InputError", "RcaError", "TraceNotFound", *_LAZY])

@@ -290,6 +290,15 @@ def _taxonomy(value: str) -> Any:
     except (ValueError, FileNotFoundError) as exc:
         raise ParameterError(str(exc)) from None
 
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rca.agreement import agreement, format_agreement
+
+    _need_db(args.db)
+    print(format_agreement(agreement(args.db, **_filters(args), limit=args.limit, seed=args.seed)))
+    return EXIT_OK
+
+
 # --- parser ------------------------------------------------------------------------------
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -459,6 +468,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--taxonomy", default="default", help="the categories' taxonomy: a built-in name or a "
                                                          ".yaml/.json file (default: default)")
     q.set_defaults(func=cmd_labels_import)
+
+    p = sub.add_parser("validate", help="how far to trust the answers: agreement with the labels",
+                       description="Grade the analyzed failures that have labels, per taxonomy, model and labeller: "
+                                   "category accuracy and Cohen's kappa, confusion matrix, precision and recall, step "
+                                   "and agent accuracy with bootstrap 95%% intervals, accuracy by confidence; then "
+                                   "labeller against labeller.")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    filter_options(p)
+    p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default: 0)")
+    p.set_defaults(func=cmd_validate)
     return parser
 
 
