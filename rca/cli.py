@@ -299,6 +299,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rca.evaluate import default_eval_db, eval_history, evaluate, format_eval, format_history
+
+    if args.history:
+        if args.db is None and args.path is None:
+            raise ParameterError("rca eval --history needs the data set's PATH or --db EVAL_DB")
+        db = args.db or str(default_eval_db(args.path))
+        _need_db(db)
+        print(format_history(eval_history(db)))
+        return EXIT_OK
+    if args.path is None or not Path(args.path).exists():
+        raise InputError(f"no labelled data set at {args.path}: pass a file or folder of labelled traces"
+                         if args.path else "rca eval needs PATH, a labelled data set (or --history)")
+    result = evaluate(args.path, db=args.db, format=args.format, backend=args.backend, model=args.model,
+                      taxonomy=_taxonomy(args.taxonomy), budget_usd=args.budget_usd, concurrency=args.concurrency,
+                      labeller=args.labeller, seed=args.seed, all_failed=args.all_failed, timeout=args.timeout,
+                      progress=True)
+    print(format_eval(result))
+    return EXIT_FAILED if len(result.unanswered) else EXIT_OK
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    from rca.options import OPTION
+
+    _format_option(p)
+    for name in ("backend", "model", "taxonomy", "budget_usd", "concurrency", "timeout"):
+        _add_option(p, OPTION[name])
+
+
 # --- parser ------------------------------------------------------------------------------
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -478,6 +507,19 @@ def build_parser() -> argparse.ArgumentParser:
     filter_options(p)
     p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed (default: 0)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("eval", help="grade an analyzer on a labelled data set, beside trivial guesses",
+                       description="Ingest a labelled data set into its own cache, analyze it, and print agent and "
+                                   "step accuracy beside always the first step, always the last and a random one; "
+                                   "each eval is recorded with its settings (--history lists them).", late=_eval_options)
+    p.add_argument("path", nargs="?", metavar="PATH", help="the labelled data set (e.g. a folder of multi-agent logs)")
+    p.add_argument("--db", metavar="EVAL_DB", help="the eval's cache (default: rca-eval-<name of PATH>.db here)")
+    p.add_argument("--labeller", default="dataset", metavar="NAME",
+                   help="whose labels to grade against (default: dataset, the data set's own)")
+    p.add_argument("--seed", type=int, default=0, help="the random guesser's and the bootstrap's seed (default: 0)")
+    p.add_argument("--all-failed", action="store_true", help="every trace in the files is a failure")
+    p.add_argument("--history", action="store_true", help="list the evals recorded in the eval's cache, side by side")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
