@@ -68,29 +68,9 @@ def find_patterns(df: pd.DataFrame, *, db: str | Path | None = None, backend: st
     conn = connect(db_path)
     try:
         if use_gemini:
-            from rca.synthesis import Synthesizer, run
-
-            synth = Synthesizer.from_env(synthesis_model, progress=progress, timeout_s=timeout)
-            ident = (synth.backend, synth.model, synth.version)
-            stored = None if force else _load(conn, *ident)
-            fresh = _fresh(items, stored)
-            if stored is not None and not fresh:
-                grouping, source = _restrict(stored, items), "cache"
-            elif stored is not None and len(fresh) <= INCREMENTAL_SHARE * len(stored.placed):
-                grouping, source = run(synth.assign(stored.patterns, fresh)), "assigned"
-                _extend(conn, stored, grouping, fresh)
-                grouping = _merged(stored, grouping, items)
-            else:
-                grouping, source = run(synth.group(items)), "synthesized"
-                _save(conn, ident, grouping, items)
+            grouping, source, ident = _synthesized(conn, items, synthesis_model, force, progress, timeout)
         else:
-            ident = ("heuristic", patterns_offline.METHOD, patterns_offline.VERSION)
-            stored = None if force else _load(conn, *ident)
-            if stored is not None and not _fresh(items, stored):
-                grouping, source = _restrict(stored, items), "cache"
-            else:  # cheap and deterministic: grouped again whole
-                grouping, source = patterns_offline.group(items, cases), "grouped"
-                _save(conn, ident, grouping, items)
+            grouping, source, ident = _grouped_offline(conn, items, cases, force)
     finally:
         conn.close()
     frame = _frame(grouping, df, cases)
@@ -102,6 +82,39 @@ def find_patterns(df: pd.DataFrame, *, db: str | Path | None = None, backend: st
         "failed_cases": len({cases[s.id] for s in items}), "attempts": len(items),
     }
     return frame
+
+
+def _synthesized(conn: sqlite3.Connection, items: list[FailureSummary], model: str | None, force: bool,
+                 progress: bool, timeout: float) -> tuple[Grouping, str, tuple[str, str, str]]:
+    """Gemini's grouping: the stored one, extended by one assignment call, or synthesized anew."""
+    from rca.synthesis import Synthesizer, run
+
+    synth = Synthesizer.from_env(model, progress=progress, timeout_s=timeout)
+    ident = (synth.backend, synth.model, synth.version)
+    stored = None if force else _load(conn, *ident)
+    fresh = _fresh(items, stored)
+    if stored is not None and not fresh:
+        return _restrict(stored, items), "cache", ident
+    if stored is not None and len(fresh) <= INCREMENTAL_SHARE * len(stored.placed):
+        assigned = run(synth.assign(stored.patterns, fresh))
+        _extend(conn, stored, assigned, fresh)
+        return _merged(stored, assigned, items), "assigned", ident
+    grouping = run(synth.group(items))
+    _save(conn, ident, grouping, items)
+    return grouping, "synthesized", ident
+
+
+def _grouped_offline(conn: sqlite3.Connection, items: list[FailureSummary], cases: dict[int, tuple[str, str, str]],
+                     force: bool) -> tuple[Grouping, str, tuple[str, str, str]]:
+    """The offline grouping: the stored one while its members are unchanged, else grouped again whole
+    (cheap and deterministic, so no incremental step)."""
+    ident = ("heuristic", patterns_offline.METHOD, patterns_offline.VERSION)
+    stored = None if force else _load(conn, *ident)
+    if stored is not None and not _fresh(items, stored):
+        return _restrict(stored, items), "cache", ident
+    grouping = patterns_offline.group(items, cases)
+    _save(conn, ident, grouping, items)
+    return grouping, "grouped", ident
 
 
 def _case_keys(df: pd.DataFrame) -> dict[int, tuple[str, str, str]]:
