@@ -91,7 +91,7 @@ def evaluate(path: str | Path, *, db: str | Path | None = None, format: str = "a
                "always last step": _guessed(cases, lambda n: n - 1),
                f"random step (seed {seed})": _guessed(cases, lambda n: int(rng.integers(0, n)))}
     result = {who: figures(pairs, seed=seed) for who, pairs in guesses.items()}
-    settings = {"data": str(Path(path).resolve()), "backend": engine.name, "model": engine.model,
+    settings = {"data": str(path), "backend": engine.name, "model": engine.model,
                 "taxonomy": tax.key, "prompt_version": PROMPT_VERSION, "budget_usd": budget_usd, "labeller": labeller}
     eval_id = _record(db, settings, len(cases), result)
     return EvalResult(eval_id, db, settings, len(cases), result, out.set_index("id")["analysis_error"].dropna())
