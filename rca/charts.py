@@ -18,7 +18,8 @@ from rca.schema import DEFAULT_TAXONOMY
 
 __all__ = [
     "EMPTY_MESSAGE", "baseline_disagreements", "baseline_heatmap", "by_generator", "by_suite", "categories_bar",
-    "category_colors", "category_order", "confidence_by_category", "evidence_verified", "figure_html", "runs_over_time",
+    "category_colors", "category_order", "confidence_by_category", "evidence_verified", "failed_cases", "figure_html",
+    "patterns_by_generator", "runs_over_time",
     "sunburst", "use_offline_renderer",
 ]
 
@@ -50,6 +51,15 @@ def analyzed(df: pd.DataFrame) -> pd.DataFrame:
     if "category" not in df:
         return df.iloc[0:0].assign(category=pd.Series(dtype=object))
     return df[df["category"].notna()]
+
+
+def failed_cases(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed case and root cause (run x case x generator): a case that failed three
+    attempts for one cause counts once for it. What the charts count."""
+    rows = analyzed(df)
+    case = "case_id" if "case_id" in rows and rows["case_id"].notna().any() else "benchmark_name"
+    key = [c for c in ("run_id", case, "generator", "category") if c in rows]
+    return rows.drop_duplicates(subset=key)
 
 
 def category_order(df: pd.DataFrame) -> list[str]:
@@ -99,9 +109,9 @@ def empty_figure(title: str, message: str = EMPTY_MESSAGE) -> go.Figure:
 # --- 2. root causes overall --------------------------------------------------------------
 
 def categories_bar(df: pd.DataFrame) -> go.Figure:
-    """Count and share of each root cause: the headline of the report."""
-    rows = analyzed(df)
-    title = "Root causes of failed attempts"
+    """Failed cases and share of each root cause: the headline of the report."""
+    rows = failed_cases(df)
+    title = "Root causes of failed cases"
     if rows.empty:
         return empty_figure(title)
     order = category_order(rows)
@@ -113,18 +123,18 @@ def categories_bar(df: pd.DataFrame) -> go.Figure:
         x=order, y=counts, marker_color=[colors[c] for c in order],
         text=[f"{n} ({s:.0%})" for n, s in zip(counts, shares)], textposition="outside",
         customdata=[[s, groups[c][1]] for c, s in zip(order, shares)],
-        hovertemplate="<b>%{x}</b><br>%{y} failed attempts (%{customdata[0]:.0%})"
+        hovertemplate="<b>%{x}</b><br>%{y} failed cases (%{customdata[0]:.0%})"
                       "<br>benchmarks:<br>  %{customdata[1]}<extra></extra>",
     ))
     fig.update_yaxes(range=[0, max(counts) * 1.18])
-    return _layout(fig, f"{title}: {len(rows)} analyzed", "Root cause category", "Failed attempts", legend=False)
+    return _layout(fig, f"{title}: {len(rows)} analyzed", "Root cause category", "Failed cases", legend=False)
 
 
 # --- 3. by suite and by generator --------------------------------------------------------
 
 def stacked_by(df: pd.DataFrame, by: str, label: str) -> go.Figure:
-    """Horizontal stacked bars of categories per value of `by` (long names stay readable)."""
-    rows = analyzed(df)
+    """Horizontal stacked bars of categories per value of `by` (long names stay readable), in failed cases."""
+    rows = failed_cases(df)
     title = f"Root causes by {label}"
     if rows.empty or by not in rows:
         return empty_figure(title)
@@ -133,11 +143,11 @@ def stacked_by(df: pd.DataFrame, by: str, label: str) -> go.Figure:
     groups = sorted(totals.index, key=lambda g: (totals[g], g))  # largest at the top
     fig = _stack(rows, by, groups, label, horizontal=True)
     fig.update_layout(yaxis={"automargin": True})
-    return _layout(fig, title, "Failed attempts", label.capitalize(), height=max(320, 90 + 55 * len(groups)))
+    return _layout(fig, title, "Failed cases", label.capitalize(), height=max(320, 90 + 55 * len(groups)))
 
 
 def _stack(rows: pd.DataFrame, by: str, groups: list[str], label: str, *, horizontal: bool) -> go.Figure:
-    """Failed attempts per value of `by`, in `groups` order, stacked by category; hover shows each
+    """Failed cases per value of `by`, in `groups` order, stacked by category; hover shows each
     cell's share of its group and the benchmarks behind it."""
     totals = rows[by].value_counts()
     order = category_order(rows)
@@ -151,7 +161,7 @@ def _stack(rows: pd.DataFrame, by: str, groups: list[str], label: str, *, horizo
         fig.add_bar(
             **{along: groups, count: counts}, **({"orientation": "h"} if horizontal else {}), name=cat, marker_color=colors[cat],
             customdata=[[n / totals[g], cells.get(g, (0, ""))[1]] for g, n in zip(groups, counts)],
-            hovertemplate=f"{named}<b>%{{{along}}}</b> · {cat}<br>%{{{count}}} failed attempts "
+            hovertemplate=f"{named}<b>%{{{along}}}</b> · {cat}<br>%{{{count}}} failed cases "
                           f"(%{{customdata[0]:.0%}} of the {label})<br>benchmarks:<br>  %{{customdata[1]}}<extra></extra>",
         )
     fig.update_layout(barmode="stack")
@@ -167,8 +177,8 @@ def by_generator(df: pd.DataFrame) -> go.Figure:
 
 
 def sunburst(df: pd.DataFrame) -> go.Figure:
-    """Suite -> generator -> root cause, sized by failed attempts: where a cause concentrates."""
-    rows = analyzed(df)
+    """Suite -> generator -> root cause, sized by failed cases: where a cause concentrates."""
+    rows = failed_cases(df)
     title = "Suite → generator → root cause"
     if rows.empty:
         return empty_figure(title)
@@ -193,7 +203,7 @@ def sunburst(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Sunburst(
         ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
         marker={"colors": marker}, customdata=hover, textinfo="label+percent parent", insidetextorientation="auto",
-        hovertemplate="<b>%{label}</b><br>%{value} failed attempts (%{percentParent:.0%} of %{parent})"
+        hovertemplate="<b>%{label}</b><br>%{value} failed cases (%{percentParent:.0%} of %{parent})"
                       "<br>benchmarks:<br>  %{customdata}<extra></extra>",
     ))
     fig.update_layout(title={"text": title, "x": 0.01}, template=TEMPLATE, height=760, margin={"t": 70, "l": 10, "r": 10, "b": 10},
@@ -321,8 +331,8 @@ def run_order(df: pd.DataFrame) -> list[str]:
 
 
 def runs_over_time(df: pd.DataFrame) -> go.Figure:
-    """Failed attempts per run, stacked by category, in run order: a growing band is a regression."""
-    rows = analyzed(df)
+    """Failed cases per run, stacked by category, in run order: a growing band is a regression."""
+    rows = failed_cases(df)
     title = "Root causes per run, in run order"
     if rows.empty:
         return empty_figure(title)
@@ -330,4 +340,32 @@ def runs_over_time(df: pd.DataFrame) -> go.Figure:
     runs = run_order(rows)
     fig = _stack(rows, "run_id", runs, "run", horizontal=False)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=runs)
-    return _layout(fig, title, "Run (oldest first)", "Failed attempts")
+    return _layout(fig, title, "Run (oldest first)", "Failed cases")
+
+
+# --- patterns ------------------------------------------------------------------------------
+
+def patterns_by_generator(patterns: pd.DataFrame, df: pd.DataFrame, top: int = 12) -> go.Figure:
+    """Failed cases per pattern (the `top` largest, agent's and outside alike), split by generator."""
+    title = "Failed cases per pattern, by generator"
+    if patterns is None or patterns.empty:
+        return empty_figure(title, "no patterns yet")
+    shown = patterns[~patterns["other"]].head(top)
+    by_id = df.set_index("id")
+    rows = []
+    for p in shown.itertuples():
+        members = failed_cases(by_id.loc[[i for i in p.failure_ids if i in by_id.index]].reset_index())
+        for generator, n in members["generator"].fillna("(none)").astype(str).value_counts().items():
+            rows.append({"pattern": p.name, "generator": generator, "cases": int(n)})
+    if not rows:
+        return empty_figure(title, "no patterns yet")
+    frame = pd.DataFrame(rows)
+    order = list(dict.fromkeys(shown["name"]))[::-1]  # the largest at the top
+    fig = go.Figure()
+    for i, (generator, part) in enumerate(frame.groupby("generator", sort=True)):
+        cells = dict(zip(part["pattern"], part["cases"]))
+        fig.add_bar(y=order, x=[cells.get(name, 0) for name in order], orientation="h", name=generator,
+                    marker_color=_PALETTE[i % len(_PALETTE)],
+                    hovertemplate=f"<b>%{{y}}</b><br>{generator}: %{{x}} failed cases<extra></extra>")
+    fig.update_layout(barmode="stack", yaxis={"automargin": True})
+    return _layout(fig, title, "Failed cases", "Pattern", height=max(320, 90 + 40 * len(order)))

@@ -28,16 +28,12 @@ from rca.progress import ticking
 INTRO = """\
 # Root causes of failed benchmark runs
 
-Every failed attempt in the benchmark runs was read by an analyzer (Gemini when an API key is set,
-otherwise the offline rule-based analyzer), which picked one root cause from the taxonomy, explained
-it, and quoted the trace as evidence. Run the cells top to bottom; change the parameters cell to look
-at other runs, suites or generators. Charts are interactive: hover a mark for the benchmarks behind it.
-
-In batch: `rca report` (notebook and standalone HTML in `reports/`), or
-`papermill notebooks/root_cause_analysis.ipynb out.ipynb -p db_path analysis_cache.db`."""
+Each failed attempt was read by an analyzer (Gemini when an API key is set, else the offline rules),
+which picked one root cause, explained it and quoted the trace; recurring causes are grouped into
+patterns. Counts are failed cases (run x case x generator). Hover a chart for the benchmarks behind it."""
 
 SETUP = """\
-from rca import charts, report
+from rca import charts, findings, report
 
 charts.use_offline_renderer()  # interactive charts that also work in the exported HTML, offline"""
 
@@ -75,65 +71,86 @@ df = report.prepare(
     {", ".join(f"{option.name}={option.name}" for option in _NOTEBOOK_OPTIONS)},
 )"""
 
-# (cell id, markdown, [(cell id, code), ...]) in notebook order; the ids keep the file byte-stable.
-SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
-    ("load", "## 0. Load\n\nIngests new runs from `runs_dir`, loads the failed attempts that match the filters, and "
-             "analyzes those without a root cause yet. A wrong parameter stops here, with a message saying what to set.",
-     [("prepare", PREPARE)]),
-    ("overview", "## 1. Overview\n\nHow many failed attempts this report covers, how many have a root cause, and which "
-                 "model(s) gave them at what cost. Failures without a root cause are left out of the charts below.",
-     [("overview-table", "report.overview(df)")]),
-    ("overall", "## 2. Root causes overall\n\nThe tallest bar is where fixing the agents (or the harness) pays off most. "
-                "Hover a bar to see which benchmarks are behind it.",
-     [("categories-bar", "charts.categories_bar(df)")]),
-    ("breakdown", "## 3. By suite and by generator\n\nA cause concentrated in one suite points at its tasks; one "
+CONTEXT = """\
+df, taxonomy_note = findings.one_taxonomy(df, taxonomy)  # one taxonomy per report
+cases, unanswered = report.cases_of(df), report.unanswered_of(df)
+patterns = report.patterns_of(df, backend=backend)"""
+
+# (cell id, markdown, [(cell id, code), ...], setup) in notebook order; the ids keep the file byte-stable.
+# Setup sections run in the notebook but stay out of the HTML, which shows findings only.
+SECTIONS: list[tuple[str, str, list[tuple[str, str]], bool]] = [
+    ("load", "## 0. Load\n\nIngests new runs from `runs_dir`, loads the failed attempts that match the filters, "
+             "analyzes those without a root cause yet and finds their patterns. A wrong parameter stops here, with a "
+             "message saying what to set.",
+     [("prepare", PREPARE), ("context", CONTEXT)], True),
+    ("overview", "## 1. Overview\n\nThe cases of these runs, how many failed, and how many failed attempts have a "
+                 "root cause (and why the others have none).",
+     [("overview-table", "findings.overview(df, cases, unanswered, taxonomy_note)")], False),
+    ("fix-first", "## 2. What to fix first\n\nThe recurring causes inside the agent, by the failed cases each "
+                  "explains, with the change that would fix it; causes outside the agent apart.",
+     [("fix-first-list", "findings.fix_first(patterns, df)")], False),
+    ("patterns", "## 3. Patterns\n\nEach pattern is one specific recurring root cause. Click an example to open its "
+                 "details at the bottom of the page.",
+     [("patterns-table", "findings.patterns_table(patterns)"),
+      ("patterns-chart", "charts.patterns_by_generator(patterns, df)")], False),
+    ("overall", "## 4. Root causes overall\n\nHover a bar to see which benchmarks are behind it.",
+     [("categories-text", "findings.categories_text(df)"), ("categories-bar", "charts.categories_bar(df)")], False),
+    ("breakdown", "## 5. By suite and by generator\n\nA cause concentrated in one suite points at its tasks; one "
                   "concentrated in one generator points at that agent. The sunburst shows both: click a ring to zoom in.",
-     [("by-suite", "charts.by_suite(df)"), ("by-generator", "charts.by_generator(df)"), ("sunburst", "charts.sunburst(df)")]),
-    ("regex", "## 4. Beyond the regex\n\nEach row is a tag the harness's regex gave the error, each column a root cause: "
-              "a tag spread over many columns is one the regex cannot explain. The table lists the failures whose "
-              "root cause is rarest for their tag; read those to see what the regex misses, or where the analyzer errs.",
+     [("by-suite", "charts.by_suite(df)"), ("by-generator", "charts.by_generator(df)"),
+      ("sunburst", "charts.sunburst(df)")], False),
+    ("regex", "## 6. Beyond the regex\n\nEach row is a tag the harness's regex gave the error, each column a root "
+              "cause: a tag spread over many columns is one the regex cannot explain. The table lists the failures "
+              "whose root cause is rarest for their tag.",
      [("regex-heatmap", "charts.baseline_heatmap(df)"),
-      ("regex-disagreements", "report.table(charts.baseline_disagreements(df, n=10))")]),
-    ("trust", "## 5. Trust\n\nConfidence is the analyzer's own estimate: a category with low confidence deserves a "
-              "look at its examples. Evidence quotes are checked against the trace; one not found verbatim may be invented.",
-     [("confidence", "charts.confidence_by_category(df)"), ("evidence", "charts.evidence_verified(df)")]),
-    ("examples", "## 6. Per category\n\nThe most confident failures of each root cause. Does the explanation fit the "
-                 "category's name, and is the expected behaviour what a correct agent would have done?",
-     [("examples-tables", "report.category_examples(df, per_category=3)")]),
-    ("trace", "## 7. One failure up close\n\nThe trace as the analyzer read it: the step it blamed is highlighted, the "
-              "steps it quoted are marked. Pass `failure_id=` (the `id` column) to look at another failure.",
+      ("regex-disagreements", "report.table(charts.baseline_disagreements(df, n=10))")], False),
+    ("trust", "## 7. Trust\n\nWhat the answers' confidence and evidence say, where they say something.",
+     [("trust-figures", "report.trust(df)")], False),
+    ("examples", "## 8. Per category\n\nThe most confident failures of each root cause. Does the explanation fit "
+                 "the category's name, and is the expected behaviour what a correct agent would have done?",
+     [("examples-tables", "report.category_examples(df, per_category=3)")], False),
+    ("trace", "## 9. One failure up close\n\nThe trace as the analyzer read it: the step it blamed is highlighted, "
+              "the steps it quoted are marked. Pass `failure_id=` (the `id` column) to look at another failure.",
      [("trace-view", "row = report.pick_failure(df)  # or report.pick_failure(df, failure_id=42)\n"
-                     "report.show_trace(row, runs_dir=runs_dir)")]),
-    ("runs", "## 8. Run over run\n\nFailed attempts per run, oldest first. A band that grows from one run to the next "
-             "is a regression worth bisecting.",
-     [("runs-bars", "charts.runs_over_time(df)")]),
+                     "report.show_trace(row, runs_dir=runs_dir)")], False),
+    ("runs", "## 10. Run over run\n\nThe last two runs compared, then failed cases per run, oldest first: a band "
+             "that grows from one run to the next is a regression worth bisecting.",
+     [("runs-compare", "report.run_over_run(df, patterns)")], False),
+    ("details", "## 11. Failure details\n\nEvery failure the sections above name: case, task, root cause, the blamed "
+                "step among its neighbours, evidence and fix.",
+     [("details-blocks", "findings.failure_details(df, findings.named_failures(patterns, df), runs_dir)")], False),
 ]
 
 
-def _code(cell_id: str, source: str, **metadata: object) -> nbformat.NotebookNode:
-    cell = new_code_cell(source, metadata=dict(metadata))
+SETUP_TAG = "rca-setup"  # cells the HTML leaves out
+
+
+def _code(cell_id: str, source: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
+    cell = new_code_cell(source, metadata={"tags": tags} if tags else {})
     cell.id = cell_id
     return cell
 
 
-def _markdown(cell_id: str, source: str) -> nbformat.NotebookNode:
-    cell = new_markdown_cell(source)
+def _markdown(cell_id: str, source: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
+    cell = new_markdown_cell(source, metadata={"tags": tags} if tags else {})
     cell.id = cell_id
     return cell
 
 
 def build_notebook() -> nbformat.NotebookNode:
     """The report notebook: intro, setup, a `parameters` cell for papermill, then the sections."""
+    setup = [SETUP_TAG]
     cells = [
         _markdown("intro", INTRO),
-        _code("setup", SETUP),
+        _code("setup", SETUP, tags=setup),
         _markdown("parameters-doc", "## Parameters\n\nPapermill replaces this cell's values (`-p NAME VALUE`); "
-                                    "defaults report on the demo data that `rca demo` writes."),
-        _code("parameters", PARAMETERS, tags=["parameters"]),
+                                    "defaults report on the demo data that `rca demo` writes.", tags=setup),
+        _code("parameters", PARAMETERS, tags=["parameters", SETUP_TAG]),
     ]
-    for md_id, text, codes in SECTIONS:
-        cells.append(_markdown(md_id, text))
-        cells.extend(_code(cell_id, source) for cell_id, source in codes)
+    for md_id, text, codes, hidden in SECTIONS:
+        tags = setup if hidden else None
+        cells.append(_markdown(md_id, text, tags))
+        cells.extend(_code(cell_id, source, tags) for cell_id, source in codes)
     nb = new_notebook(cells=cells, metadata={
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
@@ -197,6 +214,8 @@ def for_reading(nb: Any) -> Any:
     plotly.js the page embeds once."""
     from rca.charts import figure_html
 
+    nb.cells = [cell for cell in nb.cells if SETUP_TAG not in cell.metadata.get("tags", [])
+                and "injected-parameters" not in cell.metadata.get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue

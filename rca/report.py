@@ -21,9 +21,11 @@ from IPython.display import HTML
 from pandas.io.formats.style import Styler
 
 from rca.analyze import TRACE_BUDGET_TOKENS, analyze_failures
+from rca import charts
 from rca.backends.registry import choose_backend
 from rca.charts import analyzed, baseline_disagreements, category_order
 from rca.errors import ParameterError
+from rca.formats import missing
 from rca.ingest import ingest_runs
 from rca.options import OPTION, number
 from rca.pricing import Price
@@ -31,7 +33,6 @@ from rca.redact import redact
 from rca.render import render_trace
 from rca.schema import resolve_taxonomy
 from rca.store import load_failures
-from rca.formats import missing
 from rca.traces import TraceNotFound, load_transcript
 
 # --- 0. parameters, ingest, load, analyze -----------------------------------------------
@@ -201,7 +202,7 @@ def overview(df: pd.DataFrame) -> Styler:
 
 # --- tables ------------------------------------------------------------------------------
 
-_TABLE_CSS = """<style>
+TABLE_CSS = """<style>
 .rca-table table { border-collapse: collapse; font-size: 12.5px; }
 .rca-table th, .rca-table td { text-align: left !important; vertical-align: top !important;
   white-space: normal !important; max-width: 34em; padding: 4px 8px; border-bottom: 1px solid #ddd; }
@@ -209,14 +210,21 @@ _TABLE_CSS = """<style>
 </style>"""
 
 
-def table(frame: pd.DataFrame, *, title: str | None = None) -> HTML:
-    """A frame as a wrapped, left-aligned HTML table (long explanations stay readable).
+_LINK = re.compile(r"\u27e6(\d+)\u27e7")  # ⟦id⟧: a failure id that becomes a link to its details
+
+
+def table(frame: pd.DataFrame, *, title: str | None = None, link: str | None = None) -> HTML:
+    """A frame as a wrapped, left-aligned HTML table (long explanations stay readable); the
+    `link` column's failure ids link to their details further down the page.
 
     Every text in it is redacted: its cells hold benchmark names, errors and answers quoting traces."""
     head = f"<h4>{html.escape(redact(title))}</h4>" if title else ""
     frame = frame.map(lambda v: redact(v) if isinstance(v, str) else v)
+    if link is not None and link in frame:
+        frame = frame.assign(**{link: frame[link].map(lambda v: f"\u27e6{int(v)}\u27e7")})
     body = frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda x: f"{x:.2f}") if len(frame) else "<p><i>none</i></p>"
-    return HTML(f'{_TABLE_CSS}<div class="rca-table">{head}{body}</div>')
+    body = _LINK.sub(lambda m: f'<a href="#failure-{m[1]}">#{m[1]}</a>', body)
+    return HTML(f'{TABLE_CSS}<div class="rca-table">{head}{body}</div>')
 
 
 def _step(value: Any) -> str:
@@ -242,7 +250,7 @@ def category_examples(df: pd.DataFrame, per_category: int = 3) -> HTML:
         })
         shown = shown.dropna(axis=1, how="all")  # answers from before agents and fixes existed
         n = int((done["category"] == cat).sum())
-        parts.append(table(shown, title=f"{cat}: {n} failed attempt{'s' * (n != 1)}").data)
+        parts.append(table(shown, title=f"{cat}: {n} failed attempt{'s' * (n != 1)}", link="id").data)
     return HTML("".join(parts))
 
 
@@ -328,3 +336,69 @@ def show_trace(row: pd.Series | Mapping[str, Any] | None, runs_dir: str | Path |
     pre = (f'<div id="{anchor}" style="font-family:monospace;font-size:12px;white-space:pre-wrap;max-height:600px;'
            f'overflow:auto;border:1px solid #ddd;margin-top:8px;position:relative;">{"".join(out)}</div>')
     return HTML(facts_html + pre + scroll)
+
+
+# --- context for the findings -------------------------------------------------------------
+
+def patterns_of(df: pd.DataFrame, backend: str = "auto") -> pd.DataFrame:
+    """The patterns among the report's failures (stored ones are reused; offline without a key)."""
+    from rca.errors import AnalysisError
+    from rca.patterns import find_patterns
+
+    if analyzed(df).empty:
+        return pd.DataFrame()
+    try:
+        return find_patterns(df, db=df.attrs.get("rca_db"), backend=backend, progress=False)
+    except AnalysisError as exc:  # the report still stands on the offline grouping, and says why
+        _say(f"rca: pattern synthesis with Gemini failed ({exc}); the patterns below are the offline grouping")
+        return find_patterns(df, db=df.attrs.get("rca_db"), backend="heuristic", progress=False)
+
+
+def cases_of(df: pd.DataFrame) -> pd.DataFrame:
+    """Every recorded case (passed or failed) of the report's runs, for pass rates."""
+    from rca.store import load_cases
+
+    runs = sorted(df["run_id"].dropna().astype(str).unique())
+    return load_cases(df.attrs["rca_db"], run_ids=runs) if runs else load_cases(df.attrs["rca_db"]).iloc[0:0]
+
+
+def unanswered_of(df: pd.DataFrame) -> pd.Series:
+    from rca.store import unanswered_errors
+
+    return unanswered_errors(df.attrs["rca_db"])
+
+
+def trust(df: pd.DataFrame) -> None:
+    """Confidence and verified evidence, shown only where they carry information."""
+    from IPython.display import display
+
+    from rca import findings
+
+    note = findings.offline_confidence_note(df)
+    if note is not None:
+        display(note)
+        return
+    done = analyzed(df)
+    if findings.informative(done["confidence"]):
+        display(charts.confidence_by_category(df))
+    if findings.informative(done["evidence_verified"] / done["evidence_total"].where(done["evidence_total"] > 0)):
+        display(charts.evidence_verified(df))
+
+
+def run_over_run(df: pd.DataFrame, patterns: pd.DataFrame) -> None:
+    """The last two runs compared (pass rates, cases, patterns), then failed cases per run."""
+    from IPython.display import HTML, display
+
+    from rca.compare import compare_runs
+
+    runs = charts.run_order(df)
+    if len(runs) < 2:
+        display(HTML("<p><i>one run in this report: nothing to compare</i></p>"))
+        return
+    try:
+        result = compare_runs(df.attrs["rca_db"], runs[-2], runs[-1], patterns=patterns if len(patterns) else None)
+    except ParameterError as exc:  # runs ingested before cases were recorded
+        display(HTML(f"<p><i>{html.escape(str(exc))}</i></p>"))
+    else:
+        display(HTML(f"<pre>{html.escape(redact(str(result)))}</pre>"))
+    display(charts.runs_over_time(df))

@@ -30,7 +30,7 @@ KEY_VARS = ("GEMINI_API_KEY", "GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GOOGLE
             "GOOGLE_GEMINI_BASE_URL")
 PLOTLY = "application/vnd.plotly.v1+json"
 # Charts each section must show (sections 1, 6 and 7 are tables and a trace).
-CHARTS_PER_SECTION = {"2": 1, "3": 3, "4": 1, "5": 2, "8": 1}
+CHARTS_PER_SECTION = {"3": 1, "4": 1, "5": 3, "6": 1, "10": 1}  # offline: no trust charts (they carry nothing)
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
@@ -89,16 +89,16 @@ def test_executed_notebook_has_no_errors_and_every_section_its_chart(demo_report
     assert errors == []
     assert all(cell.execution_count for cell in nb.cells if cell.cell_type == "code")
     sections = _sections(nb)
-    assert sorted(sections, key=str) == sorted(["intro", *map(str, range(9))], key=str)
+    assert sorted(sections, key=str) == sorted(["intro", *map(str, range(12))], key=str)
     for section, expected in CHARTS_PER_SECTION.items():
         assert _mimes(sections[section]).count(PLOTLY) == expected, f"section {section}"
-    for section in ("1", "6", "7"):  # overview table, example tables, the trace
+    for section in ("1", "2", "8", "9", "11"):  # overview, fix first, examples, the trace, failure details
         assert "text/html" in _mimes(sections[section]), f"section {section}"
     load_text = "".join(out.get("text", "") for cell in sections["0"] for out in cell.outputs)
     assert "offline heuristic" in load_text and "ingest: 3 runs found" in load_text
     overview = "".join(out["data"]["text/html"] for cell in sections["1"] for out in cell.outputs if "data" in out)
-    assert "Model heuristic" in overview
-    trace = "".join(out["data"]["text/html"] for cell in sections["7"] for out in cell.outputs if "data" in out)
+    assert "Analyzed by</b> heuristic" in overview and "Pass rate" in overview
+    trace = "".join(out["data"]["text/html"] for cell in sections["9"] for out in cell.outputs if "data" in out)
     assert "◀ root cause" in trace
 
 
@@ -155,11 +155,33 @@ def test_html_renders_the_charts_in_headless_chromium(demo_report: dict, tmp_pat
     assert dom.count("plot-container plotly") == figures
     drawn = re.findall(r'class="gtitle"[^>]*>([^<]*)', dom)  # titles plotly drew into the SVG
     assert len(drawn) == figures
-    for title in ("Root causes of failed attempts", "Root causes by suite", "Root causes by generator",
-                  "Suite → generator → root cause", "Regex baseline tag vs. root cause", "Confidence per root cause",
-                  "Evidence quotes found verbatim", "Root causes per run"):
+    for title in ("Failed cases per pattern, by generator", "Root causes of failed cases", "Root causes by suite",
+                  "Root causes by generator", "Suite → generator → root cause", "Regex baseline tag vs. root cause",
+                  "Root causes per run"):
         assert any(t.startswith(title) for t in drawn), title
     assert shot.is_file() and shot.stat().st_size > 50_000
+
+
+def test_the_html_opens_on_findings_and_its_links_open_failure_details(demo_report: dict, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI is set but no chromium is on PATH: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    page = demo_report["html"].read_text(encoding="utf-8")
+    linked = re.findall(r'href="#(failure-\d+)"', page)
+    assert linked and all(f'id="{target}"' in page for target in set(linked))  # every link has its block
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000"]
+    url = f"{demo_report['html'].resolve().as_uri()}#{linked[0]}"
+    dom = subprocess.run([browser, *flags, f"--user-data-dir={tmp_path / 'c'}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120).stdout
+    opened = re.search(r'<details[^>]*\bopen\b[^>]*>\s*<summary>[^<]*</summary>\s*<div id="' + linked[0], dom)
+    assert opened, "following a link to a failure did not open its details"
+    headings = re.findall(r"<h2[^>]*>([^<]+)", dom)
+    assert headings[:2] == ["1. Overview", "2. What to fix first"]  # the first screen: findings, no code or setup
+    body = dom[dom.find("<body"):]  # plotly.js in the head holds the same class names
+    assert body.find("What to fix first") < body.find('class="plot-container') and "report.prepare(" not in body
 
 
 def test_gemini_path_runs_in_the_kernel_against_the_fake_server(demo_report: dict, tmp_path: Path,
@@ -178,14 +200,16 @@ def test_gemini_path_runs_in_the_kernel_against_the_fake_server(demo_report: dic
             capture_output=True, text=True, timeout=300)
         calls = [r for r in fake.requests if r.path.endswith(":generateContent")]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(calls) == 4 and all(r.status == 200 for r in calls)
+    analysis = [r for r in calls if r.model == DEFAULT_MODEL]
+    assert len(analysis) == 4 and all(r.status == 200 for r in calls)
+    assert len(calls) > len(analysis)  # and the patterns were synthesized by the stronger model
     nb = nbformat.read(out, as_version=4)
     sections = _sections(nb)
     load_text = "".join(o.get("text", "") for c in sections["0"] for o in c.outputs)
     assert f"analyzing with Gemini {DEFAULT_MODEL}" in load_text and "4 analyzed" in load_text
     overview = "".join(o["data"]["text/html"] for c in sections["1"] for o in c.outputs if "data" in o)
-    assert f"Model {DEFAULT_MODEL}" in overview and "4 rows" in overview
-    assert _mimes(sections["2"]).count(PLOTLY) == 1
+    assert f"Analyzed by</b> {DEFAULT_MODEL} (4," in overview
+    assert _mimes(sections["4"]).count(PLOTLY) == 1
 
 
 def _execute_expecting_error(tmp_path: Path, **parameters: object) -> tuple[PapermillExecutionError, nbformat.NotebookNode]:

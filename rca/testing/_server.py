@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gemini-3.8-flash", "gemini-3.5-flash-lite", "gemini-3.5-flash",
-    "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
+    "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro", "gemini-3.1-pro-preview",
 )
 _ROUTE = re.compile(r"^/(?P<version>v1(?:alpha|beta)?)/models(?:/(?P<model>[^/:]+)(?::(?P<method>[A-Za-z]+))?)?/?$")
 _GENERATE = ("generateContent", "streamGenerateContent")
