@@ -14,7 +14,10 @@ LINE_EVERY_S = 5.0
 
 
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Inside a Jupyter kernel (a running ZMQ shell), not merely with ipykernel imported."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class Progress:
@@ -31,10 +34,11 @@ class Progress:
         self.lines = False
         if not enabled:
             return
-        if _in_notebook() or self.stream.isatty():
+        notebook = stream is None and _in_notebook()
+        if notebook or self.stream.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit=unit, file=None if _in_notebook() else self.stream)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=None if notebook else self.stream)
         else:
             self.lines = True
 
