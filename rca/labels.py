@@ -160,7 +160,7 @@ def import_dataset_labels(conn: sqlite3.Connection, format_name: str, path: Path
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, the line's fields, or what is wrong with it) for each line of a CSV or JSONL file."""
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: a spreadsheet's byte-order mark
         head = f.read(4096).lstrip()
         f.seek(0)
         if path.suffix.lower() in _JSON_SUFFIXES or (path.suffix.lower() != ".csv" and head.startswith("{")):

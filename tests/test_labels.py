@@ -108,11 +108,13 @@ def test_jsonl_import_with_a_default_labeller_and_reimport_replaces(db: Path, tm
     assert [r[:3] for r in _labels(db) if r[1] == "carol"] == [(2, "carol", "Hallucination")]
 
 
-def test_a_csv_without_a_failure_column_is_one_clear_error(db: Path, tmp_path: Path) -> None:
+def test_a_csv_without_a_failure_column_is_one_clear_error_and_a_byte_order_mark_is_no_column(db: Path, tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_text("id,category\n1,Logic Error\n", encoding="utf-8")
     result = rca.import_labels(path, db, labeller="ann")
     assert result.imported == 0 and len(result.errors) == 1 and "no failure_id column" in result.errors[0]
+    path.write_text("\ufefffailure_id,category\n1,Logic Error\n", encoding="utf-8")  # saved by a spreadsheet
+    assert rca.import_labels(path, db, labeller="ann").imported == 1
 
 
 def test_rca_labels_import_prints_the_errors_and_exits_2_after_importing_the_good_lines(
