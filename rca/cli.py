@@ -132,7 +132,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if not Path(args.db).is_file():
         raise InputError(f"no cache at {args.db}: run `rca ingest RUNS_DIR --db {args.db}` first")
-    result = compare_runs(args.db, args.before, args.after)
+    from rca.patterns import find_patterns
+    from rca.store import load_failures
+
+    both = load_failures(args.db, run_ids=[args.before, args.after])
+    patterns = find_patterns(both, db=args.db, backend=args.backend) if both["category"].notna().any() else None
+    result = compare_runs(args.db, args.before, args.after, patterns=patterns)
     print(result)
     rates = result.pass_rates[result.pass_rates["scope"] != "all"]
     for row in rates.itertuples():
@@ -464,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("before", metavar="RUN_A", help="the earlier run's id")
     p.add_argument("after", metavar="RUN_B", help="the later run's id")
     p.add_argument("--db", default=DEFAULT_DB, help=f"(default: {DEFAULT_DB})")
+    p.add_argument("--backend", choices=("auto", "gemini", "heuristic"), default="auto",
+                   help="who groups the patterns: auto (Gemini when a key is set), gemini, heuristic (offline)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="execute the report notebook into .ipynb and standalone .html",

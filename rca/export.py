@@ -18,7 +18,7 @@ COLUMNS = (
     "raw_error", "error_type", "category", "root_cause_explanation", "expected_behavior", "actual_behavior",
     "root_cause_step", "candidate_steps", "root_cause_agent", "fix", "confidence", "evidence", "used_tools",
     "tools_called", "received_useful_output", "hallucinated_symbols", "schema_validation_failed", "model",
-    "taxonomy", "cost_usd",
+    "taxonomy", "cost_usd", "pattern", "pattern_fix",
 )
 
 
@@ -28,7 +28,22 @@ def export_failures(db: str | Path, *, run_ids: Sequence[str] | None = None, sui
     from rca.store import load_failures
 
     frame = load_failures(db, run_ids=run_ids, suites=suites, generators=generators, limit=limit)
-    return frame.reindex(columns=list(COLUMNS))
+    return frame.merge(stored_patterns(db), on="id", how="left").reindex(columns=list(COLUMNS))
+
+
+def stored_patterns(db: str | Path) -> pd.DataFrame:
+    """Each failure's pattern in the most recently updated grouping (id, pattern, pattern_fix); none
+    until `rca patterns` (or the report) has grouped the failures. A failure in no pattern: "other"."""
+    from rca.store import connect
+
+    conn = connect(db)
+    try:
+        return pd.read_sql_query(
+            "SELECT m.failure_id AS id, COALESCE(p.name, 'other') AS pattern, p.fix AS pattern_fix "
+            "FROM pattern_members m LEFT JOIN patterns p ON p.id = m.pattern_id "
+            "WHERE m.set_id = (SELECT id FROM pattern_sets ORDER BY updated_at DESC, id DESC LIMIT 1)", conn)
+    finally:
+        conn.close()
 
 
 def write_export(frame: pd.DataFrame, path: str | Path, fmt: str) -> Path:

@@ -216,7 +216,11 @@ def test_export_writes_stable_columns_with_filters(work: Path, fmt: str, capsys:
     assert main(["export", "--format", fmt, "--output", str(out), "--suite", "fix_errors", "--limit", "7"]) == EXIT_OK
     frame = pd.read_csv(out) if fmt == "csv" else pd.read_json(out, lines=True)
     assert list(frame.columns) == list(COLUMNS) and len(frame) == 7 and set(frame["suite"]) == {"fix_errors"}
-    assert frame["category"].notna().all()
+    assert frame["category"].notna().all() and frame["pattern"].isna().all()  # not grouped yet
+    assert main(["patterns", "--backend", "heuristic"]) == EXIT_OK
+    assert main(["export", "--format", fmt, "--output", str(out), "--suite", "fix_errors", "--limit", "7"]) == EXIT_OK
+    grouped = pd.read_csv(out) if fmt == "csv" else pd.read_json(out, lines=True)
+    assert grouped["pattern"].notna().all()
     assert main(["export", "--output", "x.csv", "--suite", "nosuch"]) == EXIT_USAGE
 
 

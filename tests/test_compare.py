@@ -68,4 +68,7 @@ def test_rca_compare_prints_the_changes(db: Path, capsys: pytest.CaptureFixture[
     assert main(["compare", "r1", "r2", "--db", str(db)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("r1 -> r2") and "pass rate 50% -> 50%" in out and "newly failing 1" in out
+    rca.analyze_failures(rca.load_failures(db), db=db, backend="heuristic", progress=False)
+    assert main(["compare", "r1", "r2", "--db", str(db), "--backend", "heuristic"]) == 0
+    assert "patterns (failed cases):" in capsys.readouterr().out
     assert main(["compare", "r1", "nope", "--db", str(db)]) == 2
