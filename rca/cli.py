@@ -258,6 +258,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         filters = {key: as_list(params.get(key), key) for key in ("run_ids", "suites", "generators")}
         covered = load_failures(args.db, **filters, limit=params.get("limit"))  # what the report covered
         _print_categories(covered, "failed attempts in the report")
+        if covered["category"].notna().any():
+            from rca.patterns import find_patterns, format_patterns
+
+            backend = str(params.get("backend") or "auto")  # the report grouped them already: read from the cache
+            print()
+            print(format_patterns(find_patterns(covered, db=args.db, backend=backend, progress=False)))
         errors = unanswered_errors(args.db)
         code = _report_failures(errors[errors.index.isin(covered["id"])])
     return code
