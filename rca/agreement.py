@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 
+from rca.graded import labelled_answers, labelled_failures
 from rca.schema import TAXONOMIES
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ def agreement(db: str | Path, *, run_ids: Sequence[str] | None = None, suites: S
               generators: Sequence[str] | None = None, limit: int | None = None, seed: int = 0,
               n_boot: int = N_BOOT) -> Agreement:
     """Agreement of the analyzed failures that have labels (filtered as load_failures filters)."""
-    from rca.graded import labelled_answers, labelled_failures
-
     pairs = labelled_answers(db, run_ids=run_ids, suites=suites, generators=generators, limit=limit)
     judge = [figures(group, seed=seed, n_boot=n_boot).assign(**dict(zip(GROUP, key)))
              for key, group in pairs.groupby(GROUP, sort=True)]
@@ -225,7 +224,7 @@ def _compared(pairs: pd.DataFrame, field: str, judged: bool) -> tuple[np.ndarray
     rows = pairs[pairs[f"true_{field}"].notna() & (judged or pairs[f"pred_{field}"].notna())]
     truth, pred = rows[f"true_{field}"], rows[f"pred_{field}"]
     if field == "step":
-        return truth.astype(float).to_numpy(), pred.astype(float).fillna(np.nan).to_numpy()
+        return truth.astype(float).to_numpy(), pred.astype(float).to_numpy()
     norm = lambda s: s.map(lambda v: str(v).strip().casefold() if v is not None and v == v else "\0none")  # noqa: E731
     return norm(truth).to_numpy(), norm(pred).to_numpy()
 
