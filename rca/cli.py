@@ -87,7 +87,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not runs.exists():
         raise InputError(f"no runs folder or trace file at {runs}: pass the folder holding <run_id>/trace.jsonl, "
                          f"a trace file or a folder of them (or `rca demo {runs}`)")
-    print(ingest_runs(runs, args.db, format=args.format, all_failed=args.all_failed,
+    print(ingest_runs(runs, args.db, progress=True, format=args.format, all_failed=args.all_failed,
                       score_threshold=args.score_threshold))
     return EXIT_OK
 

@@ -13,10 +13,12 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from rca.formats import FORMATS, Format, IngestIssue, Progress, detect_format, get_format
+from rca.progress import Progress as Bar
 from rca.formats.harness.records import find_trace_file
 from rca.labels import import_dataset_labels
 from rca.store import (DEFAULT_DB, CaseRow, FailureRow, connect, insert_failures, load_progress, mark_processed,
@@ -37,6 +39,7 @@ class IngestSummary(BaseModel):
     bytes_read: int = 0
     seconds: float = 0.0
     issues: list[IngestIssue] = []
+    _bar: Any = PrivateAttr(default=None)  # rca.progress.Progress while ingesting
 
     def __str__(self) -> str:
         text = (
@@ -49,7 +52,7 @@ class IngestSummary(BaseModel):
 
 def ingest_runs(
     path: str | Path, db: str | Path = DEFAULT_DB, *, format: str = "auto", since: datetime | None = None,
-    all_failed: bool = False, score_threshold: float = 1.0,
+    all_failed: bool = False, score_threshold: float = 1.0, progress: bool = False,
 ) -> IngestSummary:
     """Read failed attempts from `path` (a file or a folder) into the cache.
 
@@ -61,7 +64,7 @@ def ingest_runs(
     summary. `since` keeps sources changed at or after that time. `all_failed` takes every trace of
     the files as a failure, for sources that hold failed runs only (the harness's runs ignore it).
     `score_threshold` is the score below which a scored case fails (Inspect logs, ATIF rewards); the
-    default 1.0 fails anything below full marks.
+    default 1.0 fails anything below full marks. `progress` shows how far it is (rca.progress).
     """
     root = Path(path)
     if not root.exists():
@@ -70,6 +73,7 @@ def ingest_runs(
         get_format(format)  # an unknown name fails before anything is read
     started = time.perf_counter()
     summary = IngestSummary()
+    summary._bar = Bar(None, "rca ingest", "failed attempts", enabled=progress)
     conn = connect(db)
     try:
         if format == "harness" or (format == "auto" and _harness_runs(root)):
@@ -78,6 +82,7 @@ def ingest_runs(
             _ingest_files(conn, root, format, since, summary, all_failed, score_threshold)
     finally:
         conn.close()
+        summary._bar.close()
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 
@@ -166,6 +171,7 @@ def _ingest_source(conn: sqlite3.Connection, adapter: Format, key: str, run_id: 
         if batch:
             added, problems = _insert(conn, batch)
             summary.rows_added += added
+            summary._bar.update(added, sources=summary.runs_ingested + summary.runs_skipped, issues=len(summary.issues))
             summary.issues.extend(problems)
             refused = refused or bool(problems)
             batch, batch_bytes = [], 0

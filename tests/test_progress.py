@@ -54,3 +54,14 @@ def test_ticking_reports_work_that_has_no_steps(monkeypatch: pytest.MonkeyPatch)
     with progress.ticking("rca report: executing the notebook", stream=log):
         time.sleep(0.3)
     assert log.getvalue().count("rca report: executing the notebook: ") >= 2
+
+
+def test_ingest_reports_progress_in_a_log(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import rca
+    from rca.demo import make_demo
+
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)
+    make_demo(tmp_path / "runs")
+    summary = rca.ingest_runs(tmp_path / "runs", tmp_path / "c.db", progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rca ingest: ")]
+    assert lines and lines[-1].startswith(f"rca ingest: {summary.rows_added:,} failed attempts")
