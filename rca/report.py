@@ -369,11 +369,13 @@ def unanswered_of(df: pd.DataFrame) -> pd.Series:
 
 
 def trust(df: pd.DataFrame) -> None:
-    """Confidence and verified evidence, shown only where they carry information."""
+    """How far to trust the answers: agreement with labels where there are labels, then confidence
+    and verified evidence where they carry information."""
     from IPython.display import display
 
     from rca import findings
 
+    labelled(df)
     note = findings.offline_confidence_note(df)
     if note is not None:
         display(note)
@@ -383,6 +385,26 @@ def trust(df: pd.DataFrame) -> None:
         display(charts.confidence_by_category(df))
     if findings.informative(done["evidence_verified"] / done["evidence_total"].where(done["evidence_total"] > 0)):
         display(charts.evidence_verified(df))
+
+
+def labelled(df: pd.DataFrame) -> None:
+    """Agreement of the answers with the labels of these failures (rca.agreement), if any exist:
+    the figures, the confusion matrix and the worst disagreements."""
+    from importlib import import_module
+
+    from IPython.display import HTML, display
+
+    trust_figures = import_module("rca.agreement")  # the module: rca.agreement is also a function
+    runs = sorted(df["run_id"].dropna().astype(str).unique())
+    result = trust_figures.agreement(df.attrs["rca_db"], run_ids=runs or None)
+    pairs = result.pairs[result.pairs["failure_id"].isin(df["id"])] if len(result.pairs) else result.pairs
+    if pairs.empty:
+        return
+    display(HTML(f"<h4>Agreement with {pairs['labeller'].nunique()} labeller(s) on {pairs['failure_id'].nunique()} "
+                 "labelled failures</h4>"))
+    display(table(trust_figures.figures(pairs)))
+    display(trust_figures.confusion_figure(trust_figures.confusion_frame(pairs)))
+    display(table(trust_figures.worst_disagreements(pairs, n=5), title="Worst disagreements"))
 
 
 def run_over_run(df: pd.DataFrame, patterns: pd.DataFrame) -> None:

@@ -220,3 +220,22 @@ def test_notebook_has_parameters_and_no_outputs() -> None:
                                             "timeout", "price"]
     assert code[2].source.startswith("df = report.prepare(")
     assert all(len(c.source.splitlines()) <= 20 for c in code)
+
+
+def test_trust_shows_agreement_when_labels_exist(demo: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython.display
+
+    import rca
+
+    df = report.prepare(demo["db"], None)
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    report.trust(df)
+    assert not any("Agreement with" in getattr(o, "data", "") for o in shown if isinstance(getattr(o, "data", ""), str))
+    for _, row in df.head(4).iterrows():
+        rca.label(demo["db"], int(row["id"]), category="Logic Error", step=0, labeller="me")
+    shown.clear()
+    report.trust(df)
+    texts = [o.data for o in shown if isinstance(getattr(o, "data", None), str)]
+    assert any("Agreement with 1 labeller(s) on 4 labelled failures" in t for t in texts)
+    assert any(isinstance(o, go.Figure) and "Labelled vs. answered" in o.layout.title.text for o in shown)
