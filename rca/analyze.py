@@ -9,7 +9,6 @@ model, taxonomy, prompt or trace changed (or force=True).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import sqlite3
 import sys
@@ -35,6 +34,7 @@ from rca.schema import Taxonomy, answer_to_json, category_of, resolve_taxonomy
 from rca.store import (DEFAULT_DB, LOCATOR_COLUMNS, AnalysisRecord, FailureRow, cached_analysis, connect,
                        ensure_writable, import_unsaved, is_locked, keep_unsaved, record_analysis, record_locator,
                        unsaved_path)
+from rca.sync import run_sync
 from rca.traces import TraceNotFound, load_transcript, locate_untracked
 
 TRACE_BUDGET_TOKENS = 50_000
@@ -90,12 +90,7 @@ def analyze_failures(
         force=force, dry_run=dry_run, budget_usd=budget_usd, progress=progress, runs_dir=runs_dir,
         timeout=timeout, price=price,
     )
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rca-analyze") as pool:
-        return pool.submit(asyncio.run, coro).result()
+    return run_sync(coro, thread_name="rca-analyze")
 
 
 async def analyze_failures_async(

@@ -87,7 +87,8 @@ def find_patterns(df: pd.DataFrame, *, db: str | Path | None = None, backend: st
 def _synthesized(conn: sqlite3.Connection, items: list[FailureSummary], model: str | None, force: bool,
                  progress: bool, timeout: float) -> tuple[Grouping, str, tuple[str, str, str]]:
     """Gemini's grouping: the stored one, extended by one assignment call, or synthesized anew."""
-    from rca.synthesis import Synthesizer, run
+    from rca.synthesis import Synthesizer
+    from rca.sync import run_sync
 
     synth = Synthesizer.from_env(model, progress=progress, timeout_s=timeout)
     ident = (synth.backend, synth.model, synth.version)
@@ -96,10 +97,10 @@ def _synthesized(conn: sqlite3.Connection, items: list[FailureSummary], model: s
     if stored is not None and not fresh:
         return _restrict(stored, items), "cache", ident
     if stored is not None and len(fresh) <= INCREMENTAL_SHARE * len(stored.placed):
-        assigned = run(synth.assign(stored.patterns, fresh))
+        assigned = run_sync(synth.assign(stored.patterns, fresh), thread_name="rca-patterns")
         _extend(conn, stored, assigned, fresh)
         return _merged(stored, assigned, items), "assigned", ident
-    grouping = run(synth.group(items))
+    grouping = run_sync(synth.group(items), thread_name="rca-patterns")
     _save(conn, ident, grouping, items)
     return grouping, "synthesized", ident
 

@@ -11,12 +11,11 @@ Gemini backend's key pool, pacing and retries.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.genai import types
@@ -103,16 +102,6 @@ class _Assign(BaseModel):
 def synthesis_model(model: str | None = None) -> str:
     """The model given, else $RCA_SYNTHESIS_MODEL, else DEFAULT_SYNTHESIS_MODEL: apart from the per-failure model."""
     return model or os.environ.get("RCA_SYNTHESIS_MODEL") or DEFAULT_SYNTHESIS_MODEL
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from a script or from a Jupyter cell, where a loop is already running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rca-patterns") as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def failure_line(s: FailureSummary) -> str:

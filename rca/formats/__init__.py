@@ -81,6 +81,21 @@ def missing(value: Any) -> bool:
         return True
 
 
+def whole_file(row: Mapping[str, Any], runs_dir: str | Path | None, what: str, *, in_run_folder: bool = False) -> Path:
+    """The file that holds a whole-file trace (a log or trajectory per file): where it was ingested
+    (its trace_ref), else under `runs_dir` (in its run's folder when `in_run_folder`)."""
+    from rca.errors import TraceNotFound
+
+    recorded = Path(str(row.get("trace_ref") or row.get("trace_log_path") or ""))
+    moved = Path(runs_dir) / str(row.get("run_id")) if in_run_folder and runs_dir else Path(runs_dir or ".")
+    candidates = [recorded] + ([moved / recorded.name] if runs_dir else [])
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise TraceNotFound(f"{what} of {row.get('benchmark_name')!r} not found: looked at "
+                            f"{', '.join(map(str, candidates))}")
+    return found
+
+
 def get_format(name: str) -> Format:
     """The adapter registered under `name`."""
     if name not in FORMATS:

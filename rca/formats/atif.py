@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from rca.baseline import regex_tags_json
-from rca.errors import FormatError, TraceNotFound
-from rca.formats import IngestIssue, Progress
+from rca.errors import FormatError
+from rca.formats import IngestIssue, Progress, whole_file
 from rca.formats._text import output_failed, text_of
 from rca.formats.chat import stable_key
 from rca.store import CaseRow, FailureRow
@@ -225,13 +225,7 @@ def failures(path: Path, run_id: str, resume: Progress | None = None, *, all_fai
 
 
 def _path(row: Mapping[str, Any], runs_dir: str | Path | None) -> Path:
-    recorded = Path(str(row.get("trace_ref") or row.get("trace_log_path") or ""))
-    candidates = [recorded] + ([Path(runs_dir) / recorded.name] if runs_dir else [])
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise TraceNotFound(f"ATIF trajectory of {row.get('benchmark_name')!r} not found: looked at "
-                            f"{', '.join(map(str, candidates))}")
-    return found
+    return whole_file(row, runs_dir, "ATIF trajectory")
 
 
 def read(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from rca.baseline import regex_tags_json
-from rca.errors import FormatError, TraceNotFound
-from rca.formats import IngestIssue, Progress
+from rca.errors import FormatError
+from rca.formats import IngestIssue, Progress, whole_file
 from rca.formats.chat import json_keys, stable_key
 from rca.store import FailureRow
 from rca.transcript import Outcome, Transcript, number_steps
@@ -126,13 +126,7 @@ def failures(path: Path, run_id: str, resume: Progress | None = None) -> Iterato
 
 
 def _path(row: Mapping[str, Any], runs_dir: str | Path | None) -> Path:
-    recorded = Path(str(row.get("trace_ref") or row.get("trace_log_path") or ""))
-    candidates = [recorded] + ([Path(runs_dir) / str(row.get("run_id")) / recorded.name] if runs_dir else [])
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise TraceNotFound(f"multi-agent log of {row.get('benchmark_name')!r} not found: looked at "
-                            f"{', '.join(map(str, candidates))}")
-    return found
+    return whole_file(row, runs_dir, "multi-agent log", in_run_folder=True)
 
 
 def read(row: Mapping[str, Any], *, runs_dir: str | Path | None = None) -> Transcript:
