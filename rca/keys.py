@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Any, Protocol
 
 from rca.errors import AllKeysDead
 from rca.redact import add_secrets
-from rca.scheduler import DEFAULT_WINDOW_S, Ask, KeyBudget, KeyLimits, QuotaHint, Spend, plan
+from rca.scheduler import (DEFAULT_WINDOW_S, FIRST_PROBE, FOLLOW_PROBE, Ask, KeyBudget, KeyLimits, QuotaHint, Spend,
+                           plan)
 
 KEY_ENV_VARS = ("GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 TOKEN_RATIO_BOUNDS = (0.5, 2.0)  # how far the server's token counts may correct our estimates
@@ -30,6 +32,7 @@ class Outcome(str, Enum):
     RATE_LIMITED = "rate_limited"  # per-minute quota: cool down, then use again
     EXHAUSTED = "exhausted"  # per-day quota: retired for this run
     INVALID = "invalid"  # 401/403 or an invalid key: dead
+    BUSY = "busy"  # a 429 that names no quota: the service is short of capacity, the key is not to blame
     ERROR = "error"  # anything else: the key is not to blame
 
 
@@ -66,6 +69,7 @@ class _KeyState:
     fingerprint: str
     budget: KeyBudget
     status: str = "usable"  # usable | retired | dead
+    reason: str | None = None  # why it is retired or dead
 
 
 @dataclass
@@ -105,7 +109,11 @@ class KeyPool:
         if not unique:
             raise ValueError(f"no API key given: set one of {', '.join(KEY_ENV_VARS)}")
         self.limits, self.window_s, self._clock = limits, window_s, clock
-        self._keys = [_KeyState(k, fingerprint(k), KeyBudget(limits, window_s=window_s)) for k in unique]
+        # While limits are unknown, one key probes; the others follow a call at a time and adopt the quota
+        # its first 429 names (KeyBudget.adopt): all probing at once, all would overshoot at once.
+        self._keys = [_KeyState(k, fingerprint(k), KeyBudget(limits, window_s=window_s,
+                                                              probe=FIRST_PROBE if i == 0 else FOLLOW_PROBE))
+                      for i, k in enumerate(unique)]
         self._by_fingerprint = {s.fingerprint: s for s in self._keys}
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
@@ -225,13 +233,27 @@ class KeyPool:
                 budget.succeeded(spend, used_tokens)
         elif outcome is Outcome.RATE_LIMITED:
             budget.rate_limited_by(self._clock(), spend, retry_after, quota or QuotaHint())
+            if (hopeless := budget.hopeless()) is not None:
+                self._retire(state, "retired", hopeless)
+            elif quota is not None:
+                for other in self._keys:
+                    other.budget.adopt(quota)
+        elif outcome is Outcome.BUSY:
+            budget.turned_away(spend)
         elif spend is not None:
             budget.finished(spend)  # an error: the call may have counted, so its units stay spent
         if outcome is Outcome.EXHAUSTED:
-            state.status = "retired"
+            self._retire(state, "retired", "its daily quota is used up")
         elif outcome is Outcome.INVALID:
-            state.status = "dead"
+            self._retire(state, "dead", f"the API refused it: {self.scrub(message or 'invalid key')}")
         self._dispatch()
+
+    def _retire(self, state: _KeyState, status: str, reason: str) -> None:
+        """Stop using a key for this run, and say so at once: a batch may run for hours after."""
+        if state.status != "usable":
+            return
+        state.status, state.reason = status, reason
+        print(f"rca: {state.fingerprint} {status} for this run: {reason}", file=sys.stderr)
 
     # -- what the user sees --------------------------------------------------------------
 
@@ -244,14 +266,15 @@ class KeyPool:
         """Each key's state, by fingerprint: calls, 429s, cooldowns and the limits it is paced to."""
         now = self._clock()
         return [
-            {"key": s.fingerprint, "status": s.status, "calls": s.budget.calls, "ok": s.budget.ok,
-             "rate_limited": s.budget.rate_limited, "cooldowns": s.budget.cooldowns,
+            {"key": s.fingerprint, "status": s.status, "reason": s.reason, "calls": s.budget.calls, "ok": s.budget.ok,
+             "rate_limited": s.budget.rate_limited, "busy": s.budget.busy, "in_flight": s.budget.in_flight,
+             "cooldowns": s.budget.cooldowns,
              "cooling_s": round(max(s.budget.cooldown_until - now, 0.0), 1), **s.budget.describe()}
             for s in self._keys
         ]
 
     def _dead_message(self) -> str:
-        states = ", ".join(f"{s.fingerprint} {s.status}" for s in self._keys)
+        states = "; ".join(f"{s.fingerprint} {s.status}" + (f": {s.reason}" if s.reason else "") for s in self._keys)
         return f"every API key is unusable for this run ({states}): check the keys and their quotas"
 
 
@@ -261,8 +284,12 @@ def format_summary(rows: list[dict[str, Any]], window_s: float = DEFAULT_WINDOW_
     lines = []
     for row in rows:
         text = f"rca: {row['key']} {row['status']}"
+        if row.get("reason"):
+            text += f" ({row['reason']})"
         if "calls" in row:
             text += f": {row['calls']} calls, {row.get('rate_limited', 0)} answered 429"
+            if row.get("busy"):
+                text += f" naming a quota, {row['busy']} naming none"
         paces = [f"{row[m]:g} {m[0]}/{per} ({row[m + '_source']})" for m in ("rpm", "tpm") if row.get(m) is not None]
         if paces:
             text += "; paced to " + ", ".join(paces).replace("r/", "requests/").replace("t/", "tokens/")
@@ -297,7 +324,7 @@ class KeyManagerPool:
 
     def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
                 used_tokens: int | None = None, quota: QuotaHint | None = None) -> None:
-        if outcome is Outcome.ERROR:
+        if outcome in (Outcome.ERROR, Outcome.BUSY):
             return  # not the key's fault: do not push it into cooldown
         self._manager.report_result(self._key_type, lease.key_id, outcome is Outcome.OK, None if message is None else self.scrub(message))
 

@@ -32,6 +32,8 @@ SLIP = 0.1  # how much later than we date them the server may count our calls, a
 MARGIN_SHARE = 0.02  # a spent unit comes back this share of a window late: for the request's arrival jitter
 FIRST_PROBE = 4  # while a key's request limit is unknown: calls in flight at first
 PROBE_GROWTH = 0.5  # per success: x1.5 calls in flight per round trip, so the first 429 finds at most half a burst in flight
+FOLLOW_PROBE = 1  # the pool's other keys start here: still well under their quota when the first key's 429 names it
+RETIRE_AFTER = 8  # rounds of 429s with no answer between: a key with no quota left to wait for
 
 Metric = Literal["requests", "tokens"]
 _uses = itertools.count()  # orders keys by last use; times tie when several calls go at once
@@ -113,6 +115,11 @@ class _Limit:
             self.source = "server"
         return True
 
+    def adopt(self, value: float) -> None:
+        """Another key's quota, as the server named it: this one's pace until its own is known; not a ceiling."""
+        if self.value is None:
+            self.value, self.step, self.source = value, max(1.0, INCREASE_SHARE * value), "another key"
+
     def decrease(self, observed: float, now: float) -> None:
         base = max(1.0, observed if self.value is None else min(self.value, observed))
         self.value = max(1.0, DECREASE * base)
@@ -137,7 +144,7 @@ class KeyBudget:
     """One key's sliding-window budget, cooldown and learned limits."""
 
     def __init__(self, limits: KeyLimits | None = None, *, window_s: float = DEFAULT_WINDOW_S,
-                 margin_s: float | None = None) -> None:
+                 margin_s: float | None = None, probe: float = FIRST_PROBE) -> None:
         if window_s <= 0:
             raise ValueError(f"window_s must be > 0, got {window_s}")
         limits = limits or KeyLimits()
@@ -150,8 +157,10 @@ class KeyBudget:
         self.cooldown_until = 0.0
         self._cooldown_s = window_s / 12
         self.last_used = -1
-        self.calls = self.ok = self.rate_limited = self.cooldowns = 0
-        self.in_flight, self.probe = 0, float(FIRST_PROBE)  # slow start until the request limit is known
+        self.calls = self.ok = self.rate_limited = self.busy = self.cooldowns = 0
+        self.in_flight, self.probe = 0, float(probe)  # slow start until the request limit is known
+        self.strikes, self.struck_at = 0, -math.inf  # rounds of 429s since the last answer; when the last began
+        self.no_quota = False  # a 429 named a quota of 0
 
     # -- the window ----------------------------------------------------------------------
 
@@ -218,7 +227,7 @@ class KeyBudget:
     def spend(self, now: float, tokens: float) -> Spend:
         self._expire(now)
         need = self.need(tokens)
-        binding = (self.count + 1 >= BINDING * self.requests.room(),
+        binding = (self.count + 1 >= BINDING * self.requests.calls(),  # whole calls: a pace of 1.6 sends 1
                    self.used + need >= BINDING * self.tokens.room())
         spend = Spend(now, need, binding)
         self._spent.append(spend)
@@ -269,6 +278,7 @@ class KeyBudget:
         if self.requests.value is None:
             self.probe += PROBE_GROWTH  # grows the calls in flight each round trip, until the first 429
         self.ok += 1
+        self.strikes = 0
         self._cooldown_s = self.window_s / 12
         if used_tokens is not None and spend.live:
             self.used += used_tokens - spend.tokens
@@ -286,6 +296,10 @@ class KeyBudget:
         if spend is not None:
             self.finished(spend)
             sent = spend.at
+        if sent >= self.struck_at:  # sent after the last round's 429 came back: a new round, not the same burst
+            self.strikes, self.struck_at = self.strikes + 1, now
+        if hint.value == 0:  # no wait will help (hopeless); a pace of 0 would be no pace at all
+            self.no_quota, hint = True, QuotaHint(hint.metric)
         # Our calls the server may still have counted when it said no: those within a window of this
         # one, reaching a little further back, as the server may see them arrive later than we sent them.
         since = sent - self.span - SLIP * self.window_s
@@ -306,6 +320,33 @@ class KeyBudget:
         wait = retry_after if retry_after is not None else self._cooldown_s
         self._cooldown_s = min(self._cooldown_s * 2, 5 * self.window_s)
         self.cooldown_until = max(self.cooldown_until, now + max(wait, 0.0))
+
+    def adopt(self, hint: QuotaHint) -> None:
+        """A quota the server named for another key of the pool (keys of one pool mostly share a tier):
+        paced to it from the start instead of probing into the same 429s."""
+        if hint.metric is not None and hint.value:
+            (self.tokens if hint.metric == "tokens" else self.requests).adopt(hint.value)
+
+    def turned_away(self, spend: Spend | None) -> None:
+        """A 429 that names no quota (the service short of capacity): the call did not count, and it says
+        nothing about this key's limits, so no cooldown and no lower pace; the call itself backs off."""
+        self.busy += 1
+        if spend is not None:
+            self.finished(spend)
+            self.refund(spend)
+
+    def hopeless(self) -> str | None:
+        """Why no wait will make this key answer, or None while one may.
+
+        Rounds, not 429s: the calls of one burst all come back 429 at once, a healthy key's too, while
+        limits are being learned; a round is a call sent after the previous round's 429 came back.
+        """
+        if self.no_quota:
+            return "the API names a quota of 0 for it (a project without billing, or a model its tier lacks)"
+        if self.strikes >= RETIRE_AFTER:
+            return (f"{self.strikes} rounds of calls answered 429, each after the wait asked for, and none answered "
+                    "(no billing, or its quota used up elsewhere?)")
+        return None
 
     def describe(self) -> dict[str, object]:
         def show(limit: _Limit) -> object:

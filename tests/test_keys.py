@@ -107,6 +107,38 @@ def test_retry_delay_rests_the_key_and_the_429_teaches_its_limit() -> None:
     assert row["rpm"] == 7 and row["rpm_source"] == "server" and row["rate_limited"] == 1
 
 
+def test_while_limits_are_unknown_one_key_probes_and_the_others_follow_one_call_at_a_time() -> None:
+    """All keys probing at once would all overshoot their quota at once, before the first 429 names it."""
+    pool = KeyPool([K1, K2, "AIzaSyC-pool-key-three-0000000000000000"], window_s=10)
+
+    async def go() -> list[str]:
+        waiting = [asyncio.ensure_future(pool.acquire(100)) for _ in range(12)]
+        await asyncio.sleep(0.01)
+        granted = [w.result().fingerprint for w in waiting if w.done()]
+        for w in waiting:
+            w.cancel()
+        return granted
+
+    granted = run(go())
+    first, *others = [row["key"] for row in pool.summary()]
+    assert granted.count(first) == 4 and [granted.count(k) for k in others] == [1, 1]
+
+
+def test_a_quota_named_for_one_key_paces_the_keys_still_learning_theirs() -> None:
+    """Keys of one pool share a tier far more often than not: the others start at that pace, not at a probe."""
+    pool = KeyPool([K1, K2], window_s=10)
+
+    async def go() -> None:
+        lease = await pool.acquire(100)
+        pool.release(lease, Outcome.RATE_LIMITED, retry_after=5, quota=QuotaHint("tokens", 5_000))
+
+    run(go())
+    first, other = pool.summary()
+    assert (first["tpm"], first["tpm_source"], first["rpm"]) == (5_000, "server", None)
+    assert (other["tpm"], other["tpm_source"], other["rpm"]) == (5_000, "another key", None)
+    assert "5000 tokens/10s (another key)" in format_summary([other], 10)
+
+
 def test_limits_from_the_environment_and_a_summary_without_keys() -> None:
     pool = KeyPool.from_env({"GEMINI_API_KEYS": f"{K1},{K2}", "RCA_KEY_LIMITS": "rpm=15,tpm=250000"})
     assert pool is not None and pool.limits == KeyLimits(15, 250_000)

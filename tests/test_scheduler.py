@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rca.scheduler import Ask, KeyBudget, KeyLimits, QuotaHint, plan
+from rca.scheduler import RETIRE_AFTER, Ask, KeyBudget, KeyLimits, QuotaHint, plan
 
 
 def budget(rpm: float | None = None, tpm: float | None = None, window: float = 10.0) -> KeyBudget:
@@ -120,6 +120,19 @@ def test_additive_increase_one_step_per_window_while_the_limit_binds() -> None:
     assert b.describe()["rpm"] == 11
 
 
+def test_a_pace_cut_below_two_calls_a_window_still_climbs_back() -> None:
+    b = budget()
+    for spend in fill(b, 0.0, 2):
+        b.succeeded(spend)
+    b.rate_limited_by(0.1, b.spend(0.1, 0), None, QuotaHint())  # 2 got through: the pace drops to 1.6
+    assert b.describe()["rpm"] == pytest.approx(1.6)
+    now = 0.1
+    for _ in range(6):  # one call a window, each filling its window: the limit binds
+        now = b.ready_at(now, 0)
+        b.succeeded(b.spend(now, 0))
+    assert b.describe()["rpm"] > 3
+
+
 def test_quota_value_from_the_server_sets_the_pace_without_a_decrease() -> None:
     b = budget()
     fill(b, 0.0, 5)
@@ -144,6 +157,19 @@ def test_a_429_when_our_own_calls_filled_the_quota_is_a_timing_slip_not_a_lower_
     assert later.describe()["decreases"] == 0
 
 
+def test_a_pace_taken_from_another_key_is_a_start_not_a_ceiling() -> None:
+    b = budget()
+    b.requests.adopt(4)
+    assert b.describe()["rpm"] == 4 and b.describe()["rpm_source"] == "another key" and not b.probing()
+    now = 0.0
+    for _ in range(20):
+        now = b.ready_at(now, 0)
+        b.succeeded(b.spend(now, 0))
+    assert b.describe()["rpm"] > 4  # this key's own quota may be higher: binding successes find it
+    b.rate_limited_by(now, b.spend(now, 0), 1.0, QuotaHint("requests", 3))
+    assert b.describe()["rpm"] == 3 and b.describe()["rpm_source"] == "server"
+
+
 def test_configured_limits_are_a_ceiling_for_increases() -> None:
     b = budget(rpm=4, tpm=1000)
     now = 0.0
@@ -160,6 +186,34 @@ def test_a_token_quota_429_teaches_the_token_limit() -> None:
     b.rate_limited_by(0.1, b.spend(0.0, 300), 2.0, QuotaHint("tokens", 1000))
     assert b.describe()["tpm"] == 1000 and b.describe()["rpm"] == 100
     assert not b.fits(5.0, 200) and b.fits(5.0, 100)
+
+
+def test_a_burst_of_429s_is_one_round_and_rounds_without_an_answer_retire_the_key() -> None:
+    b = budget(rpm=10)
+    burst = fill(b, 0.0, 6)
+    for spend in burst:  # all sent before the first 429 came back: one round
+        b.rate_limited_by(0.1, spend, 0.5, QuotaHint("requests", 10))
+    assert b.strikes == 1 and b.hopeless() is None
+    now = 0.1
+    for _ in range(RETIRE_AFTER - 2):  # each round sent after the last one's 429, when the key may be used
+        now = b.ready_at(now, 0)
+        b.rate_limited_by(now + 0.01, b.spend(now, 0), 0.5, QuotaHint("requests", 10))
+    assert b.strikes == RETIRE_AFTER - 1 and b.hopeless() is None
+    now = b.ready_at(now, 0)
+    b.succeeded(b.spend(now, 0))  # one answer and the count starts again
+    for _ in range(RETIRE_AFTER):
+        now = b.ready_at(now, 0)
+        b.rate_limited_by(now + 0.01, b.spend(now, 0), 0.5, QuotaHint("requests", 10))
+    assert f"{RETIRE_AFTER} rounds of calls answered 429" in (b.hopeless() or "")
+
+
+def test_a_quota_of_zero_is_hopeless_at_once_and_a_bare_429_changes_nothing() -> None:
+    b = budget()
+    b.turned_away(b.spend(0.0, 0))  # a 429 naming no quota: refunded, no cooldown, nothing learned
+    assert (b.count, b.in_flight, b.cooldown_until, b.busy, b.rate_limited) == (0, 0, 0.0, 1, 0)
+    assert b.describe()["rpm"] is None and b.hopeless() is None
+    b.rate_limited_by(1.0, b.spend(1.0, 0), 30.0, QuotaHint("requests", 0))
+    assert "quota of 0" in (b.hopeless() or "")
 
 
 # -- picking -----------------------------------------------------------------------------------
