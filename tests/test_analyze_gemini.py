@@ -147,7 +147,8 @@ def test_server_errors_are_retried_and_hard_failures_stay_per_row(db: Path, serv
     server.script([Reply.error(503), Reply.malformed(), Reply.blocked(), Reply.max_tokens()])
     out = _run(db, concurrency=1)
     errors = out.analysis_error.dropna().tolist()
-    assert len(errors) == 3 and out.category.notna().sum() == 3
+    assert len(errors) == 2 and out.category.notna().sum() == 4  # the 503 and the proxy's HTML page: retried
+    assert [r.status for r in _calls(server)][:3] == [503, 200, 200]
     assert any("blocked: SAFETY" in e for e in errors)
     assert any("finish reason MAX_TOKENS" in e for e in errors)
     with sqlite3.connect(db) as conn:

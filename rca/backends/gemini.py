@@ -1,22 +1,26 @@
 """The Gemini backend: one structured-output call per failed attempt, through google-genai.
 
 Retries are ours, not the SDK's (it gets `attempts=1`), because what to do depends on
-why a call failed: a per-minute 429 cools that key and the call moves to another; a
-per-day 429 retires the key for the run; 401/403 kill it; 5xx, timeouts and dropped
-connections back off exponentially with jitter. An answer that fails validation gets
-one repair turn; a blocked, empty or truncated answer is recorded with its reason.
+why a call failed: a 429 that names a per-minute quota cools that key and the call moves
+to another; a per-day 429 retires the key for the run; 401/403 kill it; 5xx, a 429 that
+names no quota (the service short of capacity), timeouts, dropped connections and bodies
+that are not JSON back off exponentially with jitter. An answer that fails validation gets
+one repair turn; a blocked, empty or truncated answer is recorded with its reason. However
+a call ends, its key's lease goes back to the pool (GeminiBackend._use).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 from google import genai
@@ -42,6 +46,7 @@ MAX_OUTPUT_TOKENS = 4_096
 
 
 _sending: ContextVar[Lease | None] = ContextVar("rca_gemini_sending", default=None)
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,8 +65,9 @@ class _Usage:
         self.cached_tokens += metadata.cached_content_token_count or 0
 
 
-class _Rejected(Exception):
-    """An answer that came back but cannot be used (blocked, empty, truncated)."""
+class _Failed(Exception):
+    """Why a row has no answer (blocked, truncated, an API error, retries run out), to record as is;
+    ``raw_text``: what the model did answer, if anything."""
 
     def __init__(self, reason: str, raw_text: str | None = None) -> None:
         super().__init__(reason)
@@ -114,15 +120,25 @@ class GeminiBackend:
         self._base_url = base_url
         self._timeout_ms = int(timeout_s * 1000)
         self._clients: dict[str, genai.Client] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the clients' connections belong to
         self._configs: dict[str, types.GenerateContentConfig] = {}
 
     def _client(self, lease: Lease) -> genai.Client:
+        """The key's client on the running event loop, sending through an httpx2 client of ours.
+
+        Left to choose, google-genai sends through aiohttp whenever it is installed: no request
+        hook runs there (_on_send), so calls would be dated from their grant, and its errors are
+        not httpx2's. A new loop (each batch runs on its own) gets new clients.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._clients, self._loop = {}, loop
         client = self._clients.get(lease.fingerprint)
         if client is None:
-            options = types.HttpOptions(
-                base_url=self._base_url, timeout=self._timeout_ms, retry_options=types.HttpRetryOptions(attempts=1),
-                async_client_args={"event_hooks": {"request": [self._on_send]}},
-            )
+            http = httpx2.AsyncClient(event_hooks={"request": [self._on_send]}, follow_redirects=True,
+                                      limits=httpx2.Limits())  # no cap of its own: the pool and `concurrency` pace calls
+            options = types.HttpOptions(base_url=self._base_url, timeout=self._timeout_ms, httpx_async_client=http,
+                                        retry_options=types.HttpRetryOptions(attempts=1))
             client = self._clients[lease.fingerprint] = genai.Client(api_key=lease.key, http_options=options)
         return client
 
@@ -155,19 +171,14 @@ class GeminiBackend:
         for _ in range(MAX_KEY_SWITCHES):
             lease = await self.keys.acquire(counted=False)
             try:
-                await self._client(lease).aio.models.get(model=self.model)
+                await self._use(lease, lambda client: client.aio.models.get(model=self.model))
             except errors.APIError as exc:
-                outcome, delay = classify(exc)
-                self.keys.release(lease, outcome, retry_after=delay, message=f"{exc.code} {exc.status}: {exc.message}")
                 if exc.code == 404:
                     raise UnknownModel(f"the Gemini API does not know model {self.model!r}: {self.keys.scrub(exc.message or '')}") from None
-                if outcome in (Outcome.OK, Outcome.ERROR):
-                    return  # the API is reachable but unwell; let the rows' own retries deal with it
-                continue
-            except httpx2.TransportError:
-                self.keys.release(lease, Outcome.ERROR)
-                return
-            self.keys.release(lease, Outcome.OK)
+                if classify(exc)[0] in (Outcome.RATE_LIMITED, Outcome.EXHAUSTED, Outcome.INVALID):
+                    continue  # that key's problem: ask with another
+            except Exception:  # noqa: BLE001 - unreachable, unwell or not JSON: the rows' own retries deal with it
+                pass
             return
 
     async def analyze(self, request: AnalysisRequest) -> AnalysisOutcome:
@@ -193,7 +204,7 @@ class GeminiBackend:
                         types.Content(role="model", parts=[types.Part(text=text)]),
                         types.Content(role="user", parts=[types.Part(text=repair_prompt(problem))]),
                     ]
-        except _Rejected as exc:
+        except _Failed as exc:
             outcome.error, outcome.raw_text = str(exc), exc.raw_text
         except AllKeysDead:
             raise
@@ -212,44 +223,64 @@ class GeminiBackend:
         for _ in range(MAX_KEY_SWITCHES + MAX_TRANSIENT_RETRIES):
             lease = await self.keys.acquire(tokens, since=since)
             try:
-                response = await self._send(lease, contents, config)
+                response = await self._use(lease, lambda client: client.aio.models.generate_content(
+                    model=self.model, contents=contents, config=config))
             except errors.APIError as exc:
-                outcome, delay = classify(exc)
-                self.keys.release(lease, outcome, retry_after=delay, message=f"{exc.code} {exc.status}: {exc.message}", quota=quota_hint(exc))
-                if outcome is Outcome.ERROR:
-                    if not _transient(exc.code) or transient >= MAX_TRANSIENT_RETRIES:
-                        raise RuntimeError(self.keys.scrub(f"API error {exc.code} {exc.status}: {exc.message}")) from None
-                    transient += 1
-                    await asyncio.sleep(backoff_delay(transient))
-                continue
+                problem = self.keys.scrub(f"API error {exc.code} {exc.status}: {exc.message}")
+                outcome, _ = classify(exc)
+                if outcome in (Outcome.RATE_LIMITED, Outcome.EXHAUSTED, Outcome.INVALID):
+                    continue  # the pool rested, retired or dropped that key: go again on the next one
+                if outcome is Outcome.ERROR and not _transient(exc.code):
+                    raise _Failed(problem) from None
             except (httpx2.TransportError, asyncio.TimeoutError) as exc:
-                self.keys.release(lease, Outcome.ERROR)
-                if transient >= MAX_TRANSIENT_RETRIES:
-                    raise RuntimeError(f"network error after {transient} retries: {type(exc).__name__}: {exc}") from None
-                transient += 1
-                await asyncio.sleep(backoff_delay(transient))
-                continue
-            metadata = response.usage_metadata
-            self.keys.release(lease, Outcome.OK, used_tokens=metadata.prompt_token_count if metadata else None)
-            usage.add(metadata)
-            return answer_text(response)
-        raise RuntimeError("gave up after too many retries")
+                problem = "network error: " + _describe(exc)
+            except json.JSONDecodeError as exc:  # a proxy's error page, half an answer: the SDK parses the body as is
+                problem = f"malformed answer: the body is not JSON ({exc})"
+            else:
+                usage.add(response.usage_metadata)
+                return answer_text(response)
+            if transient >= MAX_TRANSIENT_RETRIES:
+                raise _Failed(f"{problem} (gave up after {transient} retries)")
+            transient += 1
+            await asyncio.sleep(backoff_delay(transient))
+        raise _Failed("gave up after too many retries")
 
-    async def _send(self, lease: Lease, contents: list[types.Content], config: types.GenerateContentConfig) -> types.GenerateContentResponse:
-        """One call, with its lease where the request hook (_on_send) can find it."""
+    async def _use(self, lease: Lease, call: Callable[[genai.Client], Awaitable[T]]) -> T:
+        """One call on ``lease``, which goes back to the pool however the call ends (an exception nobody
+        foresaw, a cancellation): a lease kept would hold its key's slot for good, and with limits still
+        unknown a key lets only a few calls be in flight. The lease is where the request hook
+        (_on_send) finds it."""
         sending = _sending.set(lease)
+        outcome: Outcome = Outcome.ERROR  # an ending that says nothing about the key, unless told otherwise
+        details: dict[str, Any] = {}
         try:
-            return await self._client(lease).aio.models.generate_content(model=self.model, contents=contents, config=config)
+            result = await call(self._client(lease))
+            metadata = getattr(result, "usage_metadata", None)
+            outcome, details = Outcome.OK, {"used_tokens": metadata.prompt_token_count if metadata else None}
+            return result
+        except errors.APIError as exc:
+            outcome, delay = classify(exc)
+            details = {"retry_after": delay, "message": f"{exc.code} {exc.status}: {exc.message}", "quota": quota_hint(exc)}
+            raise
         finally:
             _sending.reset(sending)
+            self.keys.release(lease, outcome, **details)
 
 
 def classify(exc: errors.APIError) -> tuple[Outcome, float | None]:
-    """What an API error says about the key that made the call, and any retry delay."""
+    """What an API error says about the key that made the call, and any retry delay.
+
+    A 429 with neither QuotaFailure nor RetryInfo names no quota: the API sends it when its shared
+    capacity runs short, however far the key is under its own quota, so it is BUSY, not RATE_LIMITED.
+    """
     details = _error_details(exc)
     if exc.code == 429:
-        per_day = any("perday" in str(v.get("quotaId", "")).lower() for d in details for v in d.get("violations", []) or [])
-        return (Outcome.EXHAUSTED if per_day else Outcome.RATE_LIMITED), _retry_delay(details)
+        violations = [v for d in details for v in d.get("violations", []) or [] if isinstance(v, dict)]
+        delay = _retry_delay(details)
+        if not violations and delay is None:
+            return Outcome.BUSY, None
+        per_day = any("perday" in str(v.get("quotaId", "")).lower() for v in violations)
+        return (Outcome.EXHAUSTED if per_day else Outcome.RATE_LIMITED), delay
     invalid_key = any(d.get("reason") == "API_KEY_INVALID" for d in details)
     if exc.code in (401, 403) or invalid_key:
         return Outcome.INVALID, None
@@ -270,7 +301,7 @@ def quota_hint(exc: errors.APIError) -> QuotaHint | None:
                 value = float(violation["quotaValue"])
             except (KeyError, TypeError, ValueError):
                 value = None
-            return QuotaHint(metric, value if value is not None and value > 0 else None)
+            return QuotaHint(metric, value if value is not None and value >= 0 else None)  # 0: no quota at all
     return QuotaHint()
 
 
@@ -307,26 +338,31 @@ def _transient(code: int | None) -> bool:
     return code in (408, 500, 502, 503, 504)
 
 
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def backoff_delay(attempt: int) -> float:
     """Exponential backoff with full jitter, capped."""
     return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
 
 def answer_text(response: types.GenerateContentResponse) -> str:
-    """The answer's text, or _Rejected saying why there is none."""
+    """The answer's text, or _Failed saying why there is none."""
     if not response.candidates:
         feedback = response.prompt_feedback
         reason = feedback.block_reason if feedback and feedback.block_reason else None
-        raise _Rejected(f"blocked: {reason.value if hasattr(reason, 'value') else reason}" if reason else "empty answer: no candidates")
+        raise _Failed(f"blocked: {reason.value if hasattr(reason, 'value') else reason}" if reason else "empty answer: no candidates")
     candidate = response.candidates[0]
     parts = candidate.content.parts if candidate.content and candidate.content.parts else []
     text = "".join(p.text for p in parts if p.text and not p.thought)
     finish = candidate.finish_reason
     finish_name = finish.value if hasattr(finish, "value") else str(finish) if finish else "STOP"
     if finish_name not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
-        raise _Rejected(f"answer cut short: finish reason {finish_name}", text or None)
+        raise _Failed(f"answer cut short: finish reason {finish_name}", text or None)
     if not text.strip():
-        raise _Rejected("empty answer: no text in the candidate")
+        raise _Failed("empty answer: no text in the candidate")
     return text
 
 
