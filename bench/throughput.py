@@ -23,7 +23,8 @@ Two more scenario groups (``--scenarios``), rca with learned limits only:
 
 - ``bare429``: 400 failures, one key far under its quota (the server sets none), 0.2 s
   latency, once clean and once with 3% of calls answered by a bare 429 (no QuotaFailure, no
-  RetryInfo: shared capacity short). Target: the second at least 0.8 of the first's rows/s.
+  RetryInfo: shared capacity short); the pool's window is ``--window``. Target: the second
+  at least 0.8 of the first's rows/s.
 - ``minute``: real one-minute windows, 3 keys of 30 calls and 360k tokens a minute, 270
   failures (three minutes at the ceiling), limits learned from the 429s that name them.
   Target: at most 3% of calls answered 429, at the same wall time.
@@ -311,8 +312,8 @@ def scenarios(quick: bool, window_s: float, groups: list[str], approaches: list[
     rpm, tpm = (20, 240_000) if quick else (40, 480_000)
     plan = [(a, Scenario(k, lat, window_s, rpm, tpm)) for lat in ("0.2s", "2s-tail") for k in (1, 3)
             for a in approaches] if "limits" in groups else []
-    if "bare429" in groups:  # the pool's default window: the server sets no limit, its window does not matter
-        plan += [("rca-learned", Scenario(1, "0.2s", 60.0, None, None, "bare429", 150 if quick else 400, share))
+    if "bare429" in groups:  # the server sets no limit: the window is the pool's (cooldowns, pace), a minute scaled
+        plan += [("rca-learned", Scenario(1, "0.2s", window_s, None, None, "bare429", 150 if quick else 400, share))
                  for share in (0.0, 0.03)]
     if "minute" in groups:
         plan.append(("rca-learned", Scenario(3, "0.2s", 60.0, 30, 360_000, "minute", 270)))
