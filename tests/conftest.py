@@ -12,8 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "root_cause_analysis.ipynb"  # what write_notebook.py writes
-SHARED = REPO.parent / "shared"
-FIXTURE = SHARED / "fixtures" / "harness" / "benchmark_output_test.jsonl"
+FIXTURE = REPO / "tests" / "data" / "benchmark_output_test.jsonl"  # a copy of shared/fixtures/harness/'s
 
 
 def event(event_type: str, data: dict[str, Any], ts: float = 1_767_000_000.0) -> dict[str, Any]:
@@ -79,7 +78,7 @@ def write_run(runs_dir: Path, run_id: str, events: list[dict], fmt: str = "jsonl
 def fixture_runs(tmp_path: Path) -> Path:
     """The real harness sample as one run folder."""
     if not FIXTURE.is_file():
-        pytest.fail(f"real fixture missing: {FIXTURE} (shared/ must sit beside the repo)")
+        pytest.fail(f"real fixture missing: {FIXTURE}")
     runs = tmp_path / "runs"
     (runs / "2025-12-13_00-15-41").mkdir(parents=True)
     shutil.copy(FIXTURE, runs / "2025-12-13_00-15-41" / "trace.jsonl")
