@@ -2,7 +2,8 @@
 
 A key is a secret: it is never printed, logged, stored or put in an error message.
 Everything outside this module sees a Lease, whose repr shows only a fingerprint.
-The pacing itself (windows, AIMD, which waiting call goes next) is rca.scheduler's.
+The pacing itself (windows, which waiting call goes next) is rca.scheduler's; the limits and how they are
+learned, rca.limits'.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 
 from rca.errors import AllKeysDead
 from rca.redact import add_secrets
-from rca.scheduler import (DEFAULT_WINDOW_S, FIRST_PROBE, FOLLOW_PROBE, Ask, KeyBudget, KeyLimits, QuotaHint, Spend,
-                           plan)
+from rca.limits import KeyLimits, QuotaHint
+from rca.scheduler import DEFAULT_WINDOW_S, FIRST_PROBE, FOLLOW_PROBE, Ask, KeyBudget, Spend, plan
 
 KEY_ENV_VARS = ("GEMINI_API_KEYS", "GEMINI_API_KEYS_POOL", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 TOKEN_RATIO_BOUNDS = (0.5, 2.0)  # how far the server's token counts may correct our estimates
@@ -33,6 +34,7 @@ class Outcome(str, Enum):
     EXHAUSTED = "exhausted"  # per-day quota: retired for this run
     INVALID = "invalid"  # 401/403 or an invalid key: dead
     BUSY = "busy"  # a 429 that names no quota: the service is short of capacity, the key is not to blame
+    UNSENT = "unsent"  # held back before it left (KeySource.recalled): nothing was spent
     ERROR = "error"  # anything else: the key is not to blame
 
 
@@ -56,6 +58,7 @@ class Lease:
 
 class KeySource(Protocol):
     async def acquire(self, tokens: float = 0, *, since: float | None = None, counted: bool = True) -> Lease: ...
+    def recalled(self, lease: Lease) -> bool: ...
     def sent(self, lease: Lease) -> None: ...
     def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
                 used_tokens: int | None = None, quota: QuotaHint | None = None) -> None: ...
@@ -211,6 +214,16 @@ class KeyPool:
 
     # -- outcomes --------------------------------------------------------------------------
 
+    def recalled(self, lease: Lease) -> bool:
+        """Whether the call granted on ``lease``, about to leave, should stay home after all: its key is
+        retired, rests after a 429 that came back since the grant, or a quota named since leaves no room
+        for it. The caller then releases it UNSENT and asks again, instead of sending it into a 429: a
+        burst granted at once can take a tenth of a second to leave a busy event loop."""
+        ticket = lease.ticket
+        if not isinstance(ticket, _Ticket) or ticket.spend is None or ticket.sent:
+            return False
+        return ticket.state.status != "usable" or ticket.state.budget.over(self._clock())
+
     def sent(self, lease: Lease) -> None:
         """The call on ``lease`` is going on the wire now (optional: else it is dated from the grant)."""
         ticket = lease.ticket
@@ -221,6 +234,8 @@ class KeyPool:
     def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
                 used_tokens: int | None = None, quota: QuotaHint | None = None) -> None:
         """Record how a call on ``lease`` ended: it shapes that key's pace from now on."""
+        if outcome is Outcome.UNSENT:
+            return self._give_back(lease)
         ticket = lease.ticket if isinstance(lease.ticket, _Ticket) else None
         state = ticket.state if ticket is not None else self._by_fingerprint[lease.fingerprint]
         spend = ticket.spend if ticket is not None else None
@@ -319,12 +334,15 @@ class KeyManagerPool:
         self._seen[key] = fingerprint(key)
         return Lease(key=key, key_id=key_id, fingerprint=fingerprint(key))
 
+    def recalled(self, lease: Lease) -> bool:
+        return False
+
     def sent(self, lease: Lease) -> None:
         pass
 
     def release(self, lease: Lease, outcome: Outcome, *, retry_after: float | None = None, message: str | None = None,
                 used_tokens: int | None = None, quota: QuotaHint | None = None) -> None:
-        if outcome in (Outcome.ERROR, Outcome.BUSY):
+        if outcome in (Outcome.ERROR, Outcome.BUSY, Outcome.UNSENT):
             return  # not the key's fault: do not push it into cooldown
         self._manager.report_result(self._key_type, lease.key_id, outcome is Outcome.OK, None if message is None else self.scrub(message))
 

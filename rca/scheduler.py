@@ -7,10 +7,10 @@ limit) or wastes its capacity of it, while returning each unit one window after 
 exactly what a sliding-window server allows and never more than a fixed-window or
 refilling-bucket server does. A small margin covers the time a request takes to arrive.
 
-A key's limits are configured, told by the server (a 429's QuotaFailure carries the quota's
-value), or learned: additive increase while calls succeed with the limit binding,
-multiplicative decrease on a 429 our own pace does not explain. Everything here takes the
-time as an argument, so it is tested with a fake clock; rca.keys drives it from asyncio.
+What a key's limits are and how they are learned is rca.limits'; this module keeps the
+books (what each key spent when, its cooldown, its calls in flight) and picks which waiting
+call goes next. Everything here takes the time as an argument, so it is tested with a fake
+clock; rca.keys drives it from asyncio.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+
+from rca.limits import KeyLimits, Limit, QuotaHint
 
 DEFAULT_WINDOW_S = 60.0
-LIMITS_ENV_VAR = "RCA_KEY_LIMITS"
-DECREASE = 0.8  # multiplicative decrease on a 429 that our own pace does not explain
-INCREASE_SHARE = 0.05  # additive increase, once per window in which the limit bound: this share of the limit
 BINDING = 0.9  # a call "binds" when it leaves its window this full; only such successes raise the limit
 OWN = 0.9  # a 429 when our own calls filled this share of the quota the server named is a timing slip, not a lower limit
 SLIP = 0.1  # how much later than we date them the server may count our calls, as a share of the window
@@ -35,99 +33,7 @@ PROBE_GROWTH = 0.5  # per success: x1.5 calls in flight per round trip, so the f
 FOLLOW_PROBE = 1  # the pool's other keys start here: still well under their quota when the first key's 429 names it
 RETIRE_AFTER = 8  # rounds of 429s with no answer between: a key with no quota left to wait for
 
-Metric = Literal["requests", "tokens"]
 _uses = itertools.count()  # orders keys by last use; times tie when several calls go at once
-
-
-@dataclass(frozen=True)
-class KeyLimits:
-    """A key's quota per window (default a minute): requests and input tokens; None = unknown."""
-
-    rpm: float | None = None
-    tpm: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> KeyLimits:
-        """``"rpm=15,tpm=250000"`` (either part may be left out), as in RCA_KEY_LIMITS."""
-        values: dict[str, float] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            name, _, value = part.partition("=")
-            name = name.strip().lower()
-            try:
-                number = float(value)
-            except ValueError:
-                number = math.nan
-            if name not in ("rpm", "tpm") or not number > 0 or name in values:
-                raise ValueError(f"bad key limits {text!r}: expected e.g. 'rpm=15,tpm=250000' (positive numbers)")
-            values[name] = number
-        return cls(**values)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> KeyLimits | None:
-        text = env.get(LIMITS_ENV_VAR, "").strip()
-        return cls.parse(text) if text else None
-
-
-@dataclass(frozen=True)
-class QuotaHint:
-    """What a 429 said about the quota it hit: which one, and its value when the server gave it."""
-
-    metric: Metric | None = None
-    value: float | None = None
-
-
-class _Limit:
-    """One paced quantity (requests or tokens per window) and how it is learned."""
-
-    def __init__(self, configured: float | None) -> None:
-        self.value = configured  # the pace; None: not paced, nothing known yet
-        self.cap = configured  # never raised above: configured, or the value a 429 named
-        self.source = "configured" if configured is not None else "unknown"
-        self.step = max(1.0, INCREASE_SHARE * configured) if configured is not None else 1.0
-        self.decreases = 0
-        self.changed_at = -math.inf  # a 429 for a call sent before this is old news about an older pace
-        self.increased_at = -math.inf
-
-    def room(self) -> float:
-        return math.inf if self.value is None else self.value
-
-    def calls(self) -> float:
-        """Whole calls per window (at least one), or infinity when not paced."""
-        return math.inf if self.value is None else max(1, math.floor(self.value))
-
-    def increase(self, sent_at: float, window_s: float) -> None:
-        """One step up per window in which a call that filled the window succeeded (none before the last change)."""
-        if self.value is None or sent_at < max(self.changed_at, self.increased_at + window_s):
-            return
-        self.value += self.step
-        if self.cap is not None:
-            self.value = min(self.value, self.cap)
-        self.increased_at = sent_at
-
-    def told(self, value: float, now: float) -> bool:
-        """The server named the quota; True when our pace was above it (the 429 is explained)."""
-        self.cap = value if self.cap is None else min(self.cap, value)
-        if self.value is not None and self.value <= value:
-            return False
-        self.value, self.step, self.changed_at = value, max(1.0, INCREASE_SHARE * value), now
-        self.increased_at = now
-        if self.source != "configured":
-            self.source = "server"
-        return True
-
-    def adopt(self, value: float) -> None:
-        """Another key's quota, as the server named it: this one's pace until its own is known; not a ceiling."""
-        if self.value is None:
-            self.value, self.step, self.source = value, max(1.0, INCREASE_SHARE * value), "another key"
-
-    def decrease(self, observed: float, now: float) -> None:
-        base = max(1.0, observed if self.value is None else min(self.value, observed))
-        self.value = max(1.0, DECREASE * base)
-        self.step = max(1.0, INCREASE_SHARE * base)
-        self.decreases += 1
-        self.changed_at = self.increased_at = now
-        if self.source == "unknown":
-            self.source = "learned"
 
 
 class Spend:
@@ -150,7 +56,7 @@ class KeyBudget:
         limits = limits or KeyLimits()
         self.window_s = window_s
         self.span = window_s + (MARGIN_SHARE * window_s if margin_s is None else margin_s)
-        self.requests, self.tokens = _Limit(limits.rpm), _Limit(limits.tpm)
+        self.requests, self.tokens = Limit(limits.rpm), Limit(limits.tpm)
         self._spent: deque[Spend] = deque()
         self._recent: deque[Spend] = deque()  # expired in our view over the last window: the server may lag us
         self.count, self.used = 0, 0.0  # live spends and their tokens
@@ -179,6 +85,13 @@ class KeyBudget:
     def need(self, tokens: float) -> float:
         """Tokens a call is paced for: a call bigger than the whole budget waits for an empty window."""
         return min(float(tokens), self.tokens.room())
+
+    def over(self, now: float) -> bool:
+        """Whether a call granted but not yet sent should stay home: the key rests after a 429 that came
+        back since, or a limit named since leaves the window fuller than its pace."""
+        self._expire(now)
+        return (now < self.cooldown_until or self.count > self.requests.calls()
+                or self.used > self.tokens.room() + 1e-9)
 
     def probing(self) -> bool:
         """Request limit unknown and as many calls in flight as the probe allows: wait for an answer."""
@@ -349,7 +262,7 @@ class KeyBudget:
         return None
 
     def describe(self) -> dict[str, object]:
-        def show(limit: _Limit) -> object:
+        def show(limit: Limit) -> object:
             return None if limit.value is None else round(limit.value, 1)
 
         return {"rpm": show(self.requests), "rpm_source": self.requests.source,

@@ -12,7 +12,7 @@ from rca.backends.gemini import GeminiBackend
 from rca.keys import AllKeysDead, KeyPool, Outcome, format_summary
 from rca.render import render_trace
 from rca.transcript import Outcome as Ending, Transcript, number_steps
-from rca.scheduler import KeyLimits, QuotaHint
+from rca.limits import KeyLimits, QuotaHint
 from rca.schema import DEFAULT_TAXONOMY
 from rca.testing import FakeGemini, Limits
 
@@ -137,6 +137,22 @@ def test_a_quota_named_for_one_key_paces_the_keys_still_learning_theirs() -> Non
     assert (first["tpm"], first["tpm_source"], first["rpm"]) == (5_000, "server", None)
     assert (other["tpm"], other["tpm_source"], other["rpm"]) == (5_000, "another key", None)
     assert "5000 tokens/10s (another key)" in format_summary([other], 10)
+
+
+def test_a_call_granted_before_its_keys_429_is_recalled_unless_it_has_left() -> None:
+    pool = KeyPool([K1], limits=KeyLimits(rpm=10), window_s=10)
+
+    async def go() -> tuple[bool, bool, int]:
+        first, second, third = [await pool.acquire(100) for _ in range(3)]
+        pool.sent(first)
+        pool.sent(second)
+        pool.release(first, Outcome.RATE_LIMITED, retry_after=5, quota=QuotaHint("requests", 10))
+        kept, recalled = pool.recalled(second), pool.recalled(third)
+        pool.release(third, Outcome.UNSENT)
+        return kept, recalled, pool.summary()[0]["in_flight"]
+
+    kept, recalled, in_flight = run(go())
+    assert not kept and recalled and in_flight == 1  # only the call already on the wire is still out
 
 
 def test_limits_from_the_environment_and_a_summary_without_keys() -> None:

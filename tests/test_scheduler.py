@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rca.scheduler import RETIRE_AFTER, Ask, KeyBudget, KeyLimits, QuotaHint, plan
+from rca.limits import KeyLimits, QuotaHint
+from rca.scheduler import RETIRE_AFTER, Ask, KeyBudget, plan
 
 
 def budget(rpm: float | None = None, tpm: float | None = None, window: float = 10.0) -> KeyBudget:
@@ -157,7 +158,7 @@ def test_a_429_when_our_own_calls_filled_the_quota_is_a_timing_slip_not_a_lower_
     assert later.describe()["decreases"] == 0
 
 
-def test_a_pace_taken_from_another_key_is_a_start_not_a_ceiling() -> None:
+def test_a_pace_taken_from_another_key_is_a_ceiling_until_this_key_is_told_its_own() -> None:
     b = budget()
     b.requests.adopt(4)
     assert b.describe()["rpm"] == 4 and b.describe()["rpm_source"] == "another key" and not b.probing()
@@ -165,7 +166,7 @@ def test_a_pace_taken_from_another_key_is_a_start_not_a_ceiling() -> None:
     for _ in range(20):
         now = b.ready_at(now, 0)
         b.succeeded(b.spend(now, 0))
-    assert b.describe()["rpm"] > 4  # this key's own quota may be higher: binding successes find it
+    assert b.describe()["rpm"] == 4  # climbing past the quota the pool has met would only meet it again
     b.rate_limited_by(now, b.spend(now, 0), 1.0, QuotaHint("requests", 3))
     assert b.describe()["rpm"] == 3 and b.describe()["rpm_source"] == "server"
 
@@ -205,6 +206,22 @@ def test_a_burst_of_429s_is_one_round_and_rounds_without_an_answer_retire_the_ke
         now = b.ready_at(now, 0)
         b.rate_limited_by(now + 0.01, b.spend(now, 0), 0.5, QuotaHint("requests", 10))
     assert f"{RETIRE_AFTER} rounds of calls answered 429" in (b.hopeless() or "")
+
+
+def test_calls_granted_before_a_429_and_not_yet_sent_are_held_back() -> None:
+    b = budget(rpm=10)
+    sent, *unsent = fill(b, 0.0, 3)
+    b.sent(sent, 0.01)
+    assert not b.over(0.02)
+    b.rate_limited_by(0.05, sent, 2.0, QuotaHint("requests", 3))  # the server asks for a 2 s rest
+    assert b.over(0.06) and not b.over(2.1)
+    told = budget()
+    spends = fill(told, 0.0, 6)  # probing: the limit unknown
+    told.rate_limited_by(0.1, spends[0], 0.0, QuotaHint("requests", 3))  # 3 named; 5 of ours still count
+    assert told.over(0.1)
+    for spend in spends[1:3]:
+        told.refund(spend)  # held back, given back
+    assert not told.over(0.1)
 
 
 def test_a_quota_of_zero_is_hopeless_at_once_and_a_bare_429_changes_nothing() -> None:

@@ -33,7 +33,7 @@ from rca.keys import KeyPool, KeySource, Lease, Outcome
 from rca.pricing import Price, call_cost
 from rca.prompt import repair_prompt, system_instruction
 from rca.render import estimate_tokens
-from rca.scheduler import QuotaHint
+from rca.limits import QuotaHint
 from rca.schema import Taxonomy, answer_json_schema, answer_model
 
 DEFAULT_MODEL = "gemini-3.8-flash"  # the latest Flash tier
@@ -63,6 +63,10 @@ class _Usage:
         self.output_tokens += metadata.candidates_token_count or 0
         self.thinking_tokens += metadata.thoughts_token_count or 0
         self.cached_tokens += metadata.cached_content_token_count or 0
+
+
+class _Recalled(Exception):
+    """A granted call held back as it was about to leave: its key turned out to be over its quota."""
 
 
 class _Failed(Exception):
@@ -150,7 +154,8 @@ class GeminiBackend:
         return config
 
     async def _on_send(self, request: Any) -> None:
-        """httpx's request hook: have the pool told when the call's body is on the wire.
+        """httpx's request hook: have the pool told when the call's body is on the wire, and asked,
+        just before its first byte leaves, whether it should stay home after all (KeySource.recalled).
 
         The server counts a call from its arrival; a burst granted at once leaves over tens
         of milliseconds (new connections, serialization), and dating it from the grant
@@ -161,6 +166,8 @@ class GeminiBackend:
             return
 
         async def trace(name: str, info: dict[str, Any]) -> None:
+            if name.endswith("send_request_headers.started") and keys.recalled(lease):
+                raise _Recalled  # the last moment before a byte leaves (a connection may have taken a while)
             if name.endswith("send_request_body.complete"):
                 keys.sent(lease)
 
@@ -236,6 +243,8 @@ class GeminiBackend:
                 problem = "network error: " + _describe(exc)
             except json.JSONDecodeError as exc:  # a proxy's error page, half an answer: the SDK parses the body as is
                 problem = f"malformed answer: the body is not JSON ({exc})"
+            except _Recalled:
+                continue  # back in line, keeping its place (since)
             else:
                 usage.add(response.usage_metadata)
                 return answer_text(response)
@@ -261,6 +270,9 @@ class GeminiBackend:
         except errors.APIError as exc:
             outcome, delay = classify(exc)
             details = {"retry_after": delay, "message": f"{exc.code} {exc.status}: {exc.message}", "quota": quota_hint(exc)}
+            raise
+        except _Recalled:
+            outcome = Outcome.UNSENT
             raise
         finally:
             _sending.reset(sending)
