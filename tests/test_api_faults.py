@@ -68,11 +68,11 @@ def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gemini, "BACKOFF_BASE_S", 0.02)
 
 
-def _batch(server: FakeGemini, db: Path, pool: KeyPool, *, concurrency: int = 8) -> pd.DataFrame:
+def _batch(server: FakeGemini, db: Path, pool: KeyPool) -> pd.DataFrame:
     backend = GeminiBackend(MODEL, pool, base_url=server.url, timeout_s=REQUEST_TIMEOUT_S)
 
     async def go() -> pd.DataFrame:
-        batch = analyze_failures_async(load_failures(db), backend=backend, progress=False, concurrency=concurrency,
+        batch = analyze_failures_async(load_failures(db), backend=backend, progress=False, concurrency=8,
                                        force=True)  # a second batch on the same rows calls again
         return await asyncio.wait_for(batch, HARD_TIMEOUT_S)
 
@@ -162,6 +162,6 @@ def test_a_quota_of_zero_retires_the_key_at_its_first_429(db: Path) -> None:
         server.script(key=K1, then=Reply.rate_limited(retry_delay=30, limit=0))
         pool = KeyPool([K1, K2], window_s=WINDOW_S)
         out = _batch(server, db, pool)
-        rounds = server.stats(K1).requests
-    assert out.category.notna().all() and rounds <= 8  # the first burst only, not a 30 s wait per row
+        calls = server.stats(K1).requests
+    assert out.category.notna().all() and calls <= 8  # the first burst only, not a 30 s wait per row
     assert pool.summary()[0]["status"] == "retired" and "quota of 0" in pool.summary()[0]["reason"]
